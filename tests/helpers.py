@@ -1,0 +1,71 @@
+"""Helpers for the tests: real clients and real server processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 30.0
+
+
+def client(url: str) -> connect:
+    """Connect to a test server directly, whatever proxy the environment names."""
+    return connect(url, proxy=None, open_timeout=STARTUP_TIMEOUT)
+
+
+async def chat(ws: ClientConnection, text: str) -> str:
+    """Send one message and return the text reply."""
+    await ws.send(text)
+    reply = await ws.recv()
+    assert isinstance(reply, str), f"expected a text reply, got {reply!r}"
+    return reply
+
+
+class ServerProcess:
+    """A ``python -m chatbot`` child process, with the address it printed."""
+
+    def __init__(self, process: asyncio.subprocess.Process, first_line: str) -> None:
+        self.process = process
+        self.first_line = first_line
+        self.http_url = first_line.rsplit(" ", 1)[-1]
+        self.url = self.http_url.replace("http://", "ws://", 1)
+
+
+@asynccontextmanager
+async def chatbot_process(*args: str) -> AsyncIterator[ServerProcess]:
+    """Start ``python -m chatbot --port 0 ARGS``; wait for its address; kill it if still alive."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatbot",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            first_line = (await process.stdout.readline()).decode().strip()
+        if not first_line.startswith("Chatbot"):
+            assert process.stderr is not None
+            raise AssertionError(
+                f"python -m chatbot did not start: {first_line!r}\n"
+                f"{(await process.stderr.read()).decode()}"
+            )
+        yield ServerProcess(process, first_line)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,93 @@
+"""``python -m chatbot``: its options, its address line, and a clean exit on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import pytest
+
+from chatbot import build_parser, main
+from tests.helpers import ROOT, chat, chatbot_process, client
+
+
+def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m chatbot ")
+    for option in ["--host HOST", "--port PORT", "--brain {echo}", "--log-level"]:
+        assert option in out
+
+
+def test_defaults_are_loopback_port_8000_and_echo() -> None:
+    args = build_parser().parse_args([])
+    assert (args.host, args.port, args.brain) == ("127.0.0.1", 8000, "echo")
+
+
+def test_unknown_brain_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--brain", "oracle"])
+    assert exited.value.code == 2
+    assert "argument --brain: invalid choice: 'oracle' (choose from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_clients_with_1001_and_exits_0(signum: signal.Signals) -> None:
+    async with chatbot_process() as server:
+        assert server.first_line == f"Chatbot (echo) serving on {server.http_url}"
+        async with client(server.url) as ws:
+            assert await chat(ws, "hello") == "hello"
+            server.process.send_signal(signum)
+            await ws.wait_closed()
+            assert ws.close_code == 1001
+        assert await server.process.wait() == 0
+
+
+async def test_port_in_use_is_a_clear_error_and_exit_status_1() -> None:
+    async with chatbot_process() as first:
+        port = first.http_url.rstrip("/").rsplit(":", 1)[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "chatbot",
+            "--port",
+            port,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        out, err = await process.communicate()
+    assert process.returncode == 1
+    assert out == b""
+    assert err.decode().endswith(
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use; choose another with "
+        "--port (0 picks any free port)\n"
+    )
+
+
+async def test_websockets_interactive_client_can_chat() -> None:
+    # The public contract: `python -m websockets ws://H:P/` chats with `python -m chatbot`.
+    async with chatbot_process() as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "websockets",
+            server.url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(b"hello from a terminal\n")
+        await process.stdin.drain()
+        output = ""
+        while "< hello from a terminal\n" not in output:  # the reply, between ANSI escapes
+            chunk = (await process.stdout.read(1024)).decode()
+            assert chunk, f"the client ended without the reply: {output!r}"
+            output += chunk
+        process.stdin.close()  # end of input: the client closes the connection and exits
+        assert await process.wait() == 0
+    assert output.startswith(f"Connected to {server.url}.\n")

@@ -1,0 +1,42 @@
+"""Every notebook runs top to bottom twice in one kernel (Run All twice, no restart).
+
+nbval (collected from notebooks/ by the pytest configuration) runs each notebook once in a fresh
+kernel and compares the outputs; this test adds the second run in the same kernel, which is what
+a learner does when they re-run cells.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.helpers import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_notebooks_are_numbered_from_01_without_gaps() -> None:
+    numbers = [int(path.name[:2]) for path in NOTEBOOKS]
+    assert numbers == list(range(1, len(NOTEBOOKS) + 1))
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_twice_in_one_kernel(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    with client.setup_kernel():
+        for run in (1, 2):
+            for index, cell in enumerate(notebook.cells):
+                # Raises CellExecutionError, naming the cell, unless the cell is tagged
+                # raises-exception.
+                client.execute_cell(cell, index)
+            assert run  # both runs completed
