@@ -15,8 +15,9 @@ import errno
 import logging
 from typing import Any
 
+from chatbot.brains import BrainLike
 from chatbot.errors import PortInUseError
-from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, Brain, ChatServer, echo, serve
+from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, ChatServer, echo, serve
 
 __all__ = ["background_servers", "start_background", "stop_background"]
 
@@ -28,7 +29,7 @@ _running: dict[tuple[str, int], ChatServer] = {}
 
 
 async def start_background(
-    brain: Brain = echo, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any
+    brain: BrainLike = echo, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any
 ) -> ChatServer:
     """Start a server that keeps running after the cell returns; replace one on the same port.
 

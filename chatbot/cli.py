@@ -13,12 +13,13 @@ import os
 import signal
 import sys
 
-from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, Brain, echo, serve
+from chatbot.brains import BRAINS, Brain, load_brain, shutdown_process_pool
+from chatbot.errors import ChatbotError
+from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, serve
 
-__all__ = ["BRAINS", "build_parser", "main"]
+__all__ = ["DEFAULT_BRAIN", "build_parser", "main", "run"]
 
-BRAINS: dict[str, Brain] = {"echo": echo}
-"""The brains ``--brain`` can name."""
+DEFAULT_BRAIN = "assistant"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--brain",
-        choices=sorted(BRAINS),
-        default="echo",
-        help="how replies are made (default: %(default)s)",
+        metavar="NAME",
+        default=DEFAULT_BRAIN,
+        help=f"how replies are made: {', '.join(BRAINS)}, or module:attribute for your own "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(host: str, port: int, brain: str) -> None:
+async def run(host: str, port: int, brain: Brain) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -63,13 +65,14 @@ async def run(host: str, port: int, brain: str) -> None:
             loop.add_signal_handler(signum, stop.set)
         except NotImplementedError:  # Windows: Ctrl+C raises KeyboardInterrupt in main()
             pass
-    async with serve(BRAINS[brain], host, port) as server:
+    async with serve(brain, host, port) as server:
         # The address goes to stdout, flushed: scripts and tests read it to find the port.
-        print(f"Chatbot ({brain}) serving on {server.http_url}", flush=True)
+        print(f"Chatbot ({brain.name}) serving on {server.http_url}", flush=True)
         print(f"Chat from a terminal: python -m websockets {server.url}", flush=True)
         await stop.wait()
         print("Shutting down: closing connections ...", flush=True)
     # Leaving `async with serve` closed every connection with 1001 and waited for the handlers.
+    await brain.aclose()  # then the brain lets go of what it holds (an HTTP client, say)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(run(args.host, args.port, args.brain))
+        brain = load_brain(args.brain)
+    except ChatbotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run(args.host, args.port, brain))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -89,4 +97,6 @@ def main(argv: list[str] | None = None) -> int:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
         print(f"error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
+    finally:
+        shutdown_process_pool()
     return 0

@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -20,20 +19,27 @@ from websockets.asyncio.server import serve as websockets_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from chatbot.brains import (
+    BrainError,
+    BrainLike,
+    Conversation,
+    NoAnswer,
+    Turn,
+    as_brain,
+    reply_text,
+)
 from chatbot.events import EventLog
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Brain", "ChatServer", "echo", "respond", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ChatServer", "echo", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 logger = logging.getLogger("chatbot.server")
 
-Brain = Callable[[str], str | Awaitable[str]]
-"""Anything that turns the user's message into a reply: a function or a coroutine function."""
-
 SORRY = "Sorry, something went wrong on my side. Please try again."
 TEXT_ONLY = "Sorry, I only understand text messages."
+NO_ANSWER = "I don't know how to answer that yet."
 
 
 def echo(message: str) -> str:
@@ -41,30 +47,17 @@ def echo(message: str) -> str:
     return message
 
 
-async def respond(brain: Brain, message: str) -> str:
-    """Ask ``brain`` for its reply to ``message``, awaiting it if the brain is a coroutine.
-
-    Raises:
-        TypeError: the brain returned something other than a string.
-    """
-    reply = brain(message)
-    if inspect.isawaitable(reply):
-        reply = await reply
-    if not isinstance(reply, str):
-        raise TypeError(f"a brain must return a str, got {type(reply).__name__}: {reply!r}")
-    return reply
-
-
 class ChatServer:
     """A chatbot server: create it with :func:`serve`, which starts it.
 
     Args:
-        brain: turns each message into a reply (see :data:`Brain`).
+        brain: turns each message into a reply: a :class:`~chatbot.brains.Brain`, or a function
+            that :func:`~chatbot.brains.as_brain` wraps.
         log: where to record events; a new :class:`~chatbot.events.EventLog` if omitted.
     """
 
-    def __init__(self, brain: Brain = echo, *, log: EventLog | None = None) -> None:
-        self.brain = brain
+    def __init__(self, brain: BrainLike = echo, *, log: EventLog | None = None) -> None:
+        self.brain = as_brain(brain)
         self.log = log if log is not None else EventLog()
         self._numbers = itertools.count(1)
         self._server: Server | None = None
@@ -147,6 +140,7 @@ class ChatServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         client = next(self._numbers)
+        conversation = Conversation()
         request = connection.request  # always set once the handshake succeeded
         self.log.record("open", client, urlsplit(request.path).path if request else "?")
         try:
@@ -157,17 +151,28 @@ class ChatServer:
                     await connection.send(TEXT_ONLY)
                     continue
                 self.log.record("message", client, repr(_clip(message)))
-                try:
-                    reply = await respond(self.brain, message)
-                except Exception:
-                    # The traceback goes to the server's log; the user gets no internals.
-                    logger.exception("brain %r failed on client %d's message", self.brain, client)
-                    self.log.record("error", client, "the brain failed")
-                    reply = SORRY
+                reply = await self._reply(client, message, conversation)
                 await connection.send(reply)
                 self.log.record("reply", client, repr(_clip(reply)))
         except ConnectionClosed as closed:
             self.log.record("close", client, str(closed.rcvd or "1006 (abnormal closure)"))
+
+    async def _reply(self, client: int, message: str, conversation: Conversation) -> str:
+        # Plain-text clients get the whole reply as one message: collect the stream.
+        try:
+            reply = await reply_text(self.brain, message, conversation)
+        except NoAnswer:
+            reply = NO_ANSWER
+        except BrainError as exc:
+            self.log.record("error", client, str(exc))
+            reply = str(exc)  # written for the user to read
+        except Exception:
+            # The traceback goes to the server's log; the user gets no internals.
+            logger.exception("brain %r failed on client %d's message", self.brain, client)
+            self.log.record("error", client, "the brain failed")
+            reply = SORRY
+        conversation.turns += [Turn("user", message), Turn("bot", reply)]
+        return reply
 
 
 def _clip(text: str, width: int = 60) -> str:
@@ -178,7 +183,7 @@ class serve:  # lower case, like the function it stands for in websockets
     """Start a chatbot server; ``await`` it, or use it with ``async with``.
 
     Args:
-        brain: turns each message into a reply; :func:`echo` by default.
+        brain: turns each message into a reply (a Brain or a function); :func:`echo` by default.
         host: the address to listen on; loopback by default. ``"0.0.0.0"`` means every
             interface: only when you mean it.
         port: the port; 0 picks any free port (read it back from ``server.port``).
@@ -196,7 +201,7 @@ class serve:  # lower case, like the function it stands for in websockets
 
     def __init__(
         self,
-        brain: Brain = echo,
+        brain: BrainLike = echo,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,

@@ -69,3 +69,8 @@ async def chatbot_process(*args: str) -> AsyncIterator[ServerProcess]:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def pid_reply(message: str) -> str:
+    """A brain for offload tests: says which process computed the reply."""
+    return f"{os.getpid()} {message}"

@@ -18,25 +18,26 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m chatbot ")
-    for option in ["--host HOST", "--port PORT", "--brain {echo}", "--log-level"]:
+    for option in ["--host HOST", "--port PORT", "--brain NAME", "--log-level"]:
         assert option in out
 
 
-def test_defaults_are_loopback_port_8000_and_echo() -> None:
+def test_defaults_are_loopback_port_8000_and_the_assistant() -> None:
     args = build_parser().parse_args([])
-    assert (args.host, args.port, args.brain) == ("127.0.0.1", 8000, "echo")
+    assert (args.host, args.port, args.brain) == ("127.0.0.1", 8000, "assistant")
 
 
 def test_unknown_brain_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["--brain", "oracle"])
-    assert exited.value.code == 2
-    assert "argument --brain: invalid choice: 'oracle' (choose from" in capsys.readouterr().err
+    assert main(["--brain", "oracle"]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown brain 'oracle': expected one of echo, rules, eliza, faq, llm, "
+        "assistant, or 'module:attribute' naming your own\n"
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_closes_clients_with_1001_and_exits_0(signum: signal.Signals) -> None:
-    async with chatbot_process() as server:
+    async with chatbot_process("--brain", "echo") as server:
         assert server.first_line == f"Chatbot (echo) serving on {server.http_url}"
         async with client(server.url) as ws:
             assert await chat(ws, "hello") == "hello"
@@ -70,7 +71,7 @@ async def test_port_in_use_is_a_clear_error_and_exit_status_1() -> None:
 
 async def test_websockets_interactive_client_can_chat() -> None:
     # The public contract: `python -m websockets ws://H:P/` chats with `python -m chatbot`.
-    async with chatbot_process() as server:
+    async with chatbot_process("--brain", "echo") as server:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -85,9 +86,31 @@ async def test_websockets_interactive_client_can_chat() -> None:
         await process.stdin.drain()
         output = ""
         while "< hello from a terminal\n" not in output:  # the reply, between ANSI escapes
-            chunk = (await process.stdout.read(1024)).decode()
+            async with asyncio.timeout(10):
+                chunk = (await process.stdout.read(1024)).decode()
             assert chunk, f"the client ended without the reply: {output!r}"
             output += chunk
         process.stdin.close()  # end of input: the client closes the connection and exits
         assert await process.wait() == 0
     assert output.startswith(f"Connected to {server.url}.\n")
+
+
+async def test_brain_eliza_replays_the_cacm_conversation_over_a_real_websocket() -> None:
+    # Done-when of the response-generation issue: `python -m chatbot --brain eliza` replays the
+    # conversation printed in Weizenbaum's 1966 paper, exchange for exchange.
+    from tests.test_eliza import CACM_1966
+
+    async with chatbot_process("--brain", "eliza") as server:
+        assert server.first_line.startswith("Chatbot (eliza) serving on ")
+        async with client(server.url) as ws:
+            replies = [await chat(ws, said) for said, _ in CACM_1966]
+    assert replies == [expected for _, expected in CACM_1966]
+    assert len(replies) == 15
+
+
+async def test_default_brain_is_the_assistant_and_answers_offline() -> None:
+    async with chatbot_process() as server:
+        assert server.first_line.startswith("Chatbot (assistant) serving on ")
+        async with client(server.url) as ws:
+            assert (await chat(ws, "hello")).startswith("Hello! I'm the workshop's chatbot.")
+            assert "IS IT BECAUSE YOU ARE" in await chat(ws, "I am tired of waiting")

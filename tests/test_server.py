@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from websockets.exceptions import ConnectionClosedOK
 
-from chatbot import ChatServer, EventLog, echo, respond, serve
+from chatbot import ChatServer, EventLog, echo, serve
 from chatbot.server import SORRY, TEXT_ONLY
 from tests.helpers import chat, client
 
@@ -51,11 +51,6 @@ async def test_coroutine_brain_is_awaited() -> None:
 
     async with serve(polite, port=0) as server, client(server.url) as ws:
         assert await chat(ws, "hi") == "You said 'hi'."
-
-
-async def test_respond_rejects_a_brain_that_returns_no_string() -> None:
-    with pytest.raises(TypeError, match=r"^a brain must return a str, got int: 42$"):
-        await respond(lambda message: 42, "hi")  # type: ignore[arg-type, return-value]
 
 
 async def test_failing_brain_gets_an_apology_and_the_connection_stays(

@@ -88,12 +88,17 @@ def render() -> dict[Path, str]:
     names: list[str] = []
     for module in sorted(public):
         if public[module]:
-            lines.append(f"from chatbot.{module} import {', '.join(public[module])}")
-            names.extend(public[module])
+            imported = sorted(public[module], key=_by_type)
+            line = f"from chatbot.{module} import {', '.join(imported)}"
+            if len(line) <= 100:
+                lines.append(line)
+            else:
+                lines += [f"from chatbot.{module} import ("]
+                lines += [f"    {name}," for name in imported]
+                lines += [")"]
+            names.extend(imported)
     lines += ["", "__all__ = ["]
-    # Constants, then classes, then functions: the order ruff's RUF022 expects.
-    order = sorted(names, key=lambda name: (not name.isupper(), not name[0].isupper(), name))
-    lines += [f'    "{name}",' for name in order]
+    lines += [f'    "{name}",' for name in sorted(names, key=_by_type)]
     lines += ["]", ""]
     files[PACKAGE / "__init__.py"] = "\n".join(lines)
     if "cli" in sources:
@@ -106,6 +111,11 @@ def render() -> dict[Path, str]:
             'if __name__ == "__main__":\n    sys.exit(main())\n'
         )
     return files
+
+
+def _by_type(name: str) -> tuple[bool, bool, str]:
+    # Constants, then classes, then functions: the order ruff (isort, RUF022) expects.
+    return (not name.isupper(), not name[0].isupper(), name)
 
 
 def module_all(module: str, text: str) -> list[str]:

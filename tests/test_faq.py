@@ -1,0 +1,597 @@
+"""The faq brain: parsing the knowledge base, BM25 ranking, the threshold, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+
+from chatbot.brains import Brain, Conversation, NoAnswer
+from chatbot.errors import ChatbotError
+from chatbot.faq import (
+    DEFAULT_THRESHOLD,
+    MAX_QUESTION_CHARS,
+    Entry,
+    FaqBrain,
+    KnowledgeBase,
+    KnowledgeBaseError,
+    Match,
+    tokens,
+)
+
+# Questions written the way learners ask them, each with the entry that should answer it. They
+# are not copies of the knowledge base's phrasings. With OFF_TOPIC they are also the figures
+# behind DEFAULT_THRESHOLD (see its docstring).
+ON_TOPIC = [
+    ("What is asyncio?", "What is asyncio?"),
+    ("why would I use asyncio at all", "What is asyncio?"),
+    ("What is the event loop?", "What is the event loop?"),
+    ("how does the event loop work", "What is the event loop?"),
+    ("What's a coroutine?", "What is a coroutine?"),
+    ("I called my async def function but nothing ran", "What is a coroutine?"),
+    ("what does await actually do", "What does await do?"),
+    ("when does asyncio switch to another task?", "What does await do?"),
+    ("how do I create a task", "What is a task?"),
+    ("run a coroutine in the background", "What is a task?"),
+    ("my task was garbage collected", "What is a task?"),
+    ("how do I use asyncio.gather?", "How do I run several coroutines at the same time?"),
+    ("run many coroutines concurrently", "How do I run several coroutines at the same time?"),
+    ("TaskGroup vs gather", "How do I run several coroutines at the same time?"),
+    ("how do I set a timeout on an await", "How do I add a timeout?"),
+    ("asyncio.wait_for example", "How do I add a timeout?"),
+    ("how can I cancel a task?", "How does cancellation work?"),
+    ("what should I do with CancelledError", "How does cancellation work?"),
+    ("asyncio.run() doesn't work in my notebook", "Why does asyncio.run() fail in Jupyter?"),
+    (
+        "can I use await at the top level of a Jupyter cell?",
+        "Why does asyncio.run() fail in Jupyter?",
+    ),
+    (
+        "RuntimeError: This event loop is already running",
+        'What does "This event loop is already running" mean?',
+    ),
+    (
+        "run_until_complete gives an error in jupyter",
+        'What does "This event loop is already running" mean?',
+    ),
+    ("should I pip install nest_asyncio?", "Should I use nest_asyncio?"),
+    ("what's wrong with nest-asyncio", "Should I use nest_asyncio?"),
+    ("is time.sleep bad in a coroutine?", "What does blocking the event loop mean?"),
+    ("my server freezes while it handles a request", "What does blocking the event loop mean?"),
+    (
+        "how do I call blocking code from asyncio",
+        "How do I run blocking code without freezing the server?",
+    ),
+    ("how to use asyncio.to_thread", "How do I run blocking code without freezing the server?"),
+    (
+        "heavy computation slows down my server",
+        "How do I run CPU-heavy work without slowing the loop?",
+    ),
+    (
+        "how do I use a ProcessPoolExecutor with asyncio?",
+        "How do I run CPU-heavy work without slowing the loop?",
+    ),
+    (
+        "RuntimeError: no running event loop",
+        'What does "RuntimeError: no running event loop" mean?',
+    ),
+    ("is get_event_loop deprecated?", 'What does "RuntimeError: no running event loop" mean?'),
+    (
+        "RuntimeWarning: coroutine 'main' was never awaited",
+        'What does "coroutine was never awaited" mean?',
+    ),
+    ("does asyncio use threads?", "Is asyncio multithreaded?"),
+    ("can asyncio use multiple cores", "Is asyncio multithreaded?"),
+    ("how do I measure the lag of the event loop", "How can I see that the event loop is blocked?"),
+    ("how do I use LagMonitor?", "How can I see that the event loop is blocked?"),
+    (
+        "the interrupt button does nothing and my cell hangs",
+        "My cell never finishes and interrupt does nothing",
+    ),
+    (
+        "await server.serve_forever() never finishes in the notebook",
+        "My cell never finishes and interrupt does nothing",
+    ),
+    ("print in my handler doesn't show anything", "Why doesn't print() in my server show up?"),
+    ("what's a websocket", "What is a WebSocket?"),
+    ("difference between websockets and http", "What is a WebSocket?"),
+    ("how do I create a websocket server", "How do I write a WebSocket server in Python?"),
+    ("show me how to use websockets serve", "How do I write a WebSocket server in Python?"),
+    ("how do I write a websocket client?", "How do I connect to a WebSocket server?"),
+    (
+        "how to send a message with websockets connect and read the answer",
+        "How do I connect to a WebSocket server?",
+    ),
+    (
+        "TypeError: handler() missing 1 required positional argument: 'path'",
+        "Why does my handler fail with \"missing 1 required positional argument: 'path'\"?",
+    ),
+    (
+        "where is websocket.path now?",
+        "Why does my handler fail with \"missing 1 required positional argument: 'path'\"?",
+    ),
+    ("what do the websocket close codes mean", "What do WebSocket close codes mean?"),
+    ("what is close code 1001", "What do WebSocket close codes mean?"),
+    ("why does my connection get closed with code 1006?", "Why did my connection close with 1006?"),
+    ("1006", "Why did my connection close with 1006?"),
+    ("connection closed 1011 internal error", "Why did my connection close with 1011?"),
+    ("what does 1011 mean", "Why did my connection close with 1011?"),
+    ("close code 1009", "Why did my connection close with 1009?"),
+    ("my message is too big for websockets", "Why did my connection close with 1009?"),
+    ("how do I change max_size", "Why did my connection close with 1009?"),
+    (
+        "how does ping/pong keepalive work in websockets?",
+        "What are ping_interval and ping_timeout?",
+    ),
+    ("what is ping_timeout", "What are ping_interval and ping_timeout?"),
+    ("why port 0?", "What does port 0 mean?"),
+    ("how do I get a random free port", "What does port 0 mean?"),
+    (
+        "OSError: [Errno 98] error while attempting to bind on address: address already in use",
+        'What does "address already in use" mean?',
+    ),
+    ("port already in use after re-running a cell", 'What does "address already in use" mean?'),
+    ("why do I need proxy=None", "Why does my client fail to connect to 127.0.0.1?"),
+    (
+        "my http_proxy breaks the websocket client",
+        "Why does my client fail to connect to 127.0.0.1?",
+    ),
+    ("what's a subprotocol", "What are WebSocket subprotocols?"),
+    (
+        "how do I check the origin of a websocket connection",
+        "How do I stop other websites from connecting to my server?",
+    ),
+    ("what is CSWSH", "How do I stop other websites from connecting to my server?"),
+    ("how do I use python -m websockets", "How do I chat with a server from the terminal?"),
+    ("command line websocket client", "How do I chat with a server from the terminal?"),
+    (
+        "how do I broadcast a message to all clients",
+        "How do I send a message to every connected client?",
+    ),
+    ("426 Upgrade Required", 'Why does my browser show "426 Upgrade Required"?'),
+    (
+        "the chat page can't connect on Binder",
+        "Why can't my browser reach the server on JupyterHub or Binder?",
+    ),
+    ("what is this workshop about?", "What does this workshop cover?"),
+    ("which notebooks are there", "What does this workshop cover?"),
+    ("how do I install everything for the workshop", "How do I run the workshop?"),
+    ("how do I start jupyter lab for the workshop", "How do I run the workshop?"),
+    ("how do I run python -m chatbot", "How do I start the chatbot server from a terminal?"),
+    (
+        "what options does the chatbot command have",
+        "How do I start the chatbot server from a terminal?",
+    ),
+    ("what is a brain in this chatbot", "What is a brain?"),
+    ("how do I write a new brain", "What is a brain?"),
+    ("how do I stop the bot in the middle of a reply", "How do I stop a reply?"),
+    ("what can I ask you?", "What can you answer?"),
+]
+
+# The questions above whose entry does not come first, with why.
+KNOWN_MISSES = {
+    "is time.sleep bad in a coroutine?": "'coroutine' matches 'What is a coroutine?' best",
+}
+
+# Small talk (the rules and ELIZA's job), other topics, and near misses that share a word or two
+# with the knowledge base ("install", "threads", "list", "python").
+OFF_TOPIC = [
+    "hello",
+    "hi there, how are you?",
+    "thanks!",
+    "what is your name?",
+    "tell me a joke",
+    "I feel sad today",
+    "my mother never listens to me",
+    "What's the weather like in Paris?",
+    "who won the world cup in 2018",
+    "what is the capital of France",
+    "recommend a good pizza recipe",
+    "how do I install numpy",
+    "how do I make a pandas dataframe",
+    "how do I reverse a list in Python",
+    "what is a decorator in python",
+    "how does garbage collection work in Java",
+    "how do threads work in Java?",
+    "explain quantum computing",
+    "how do I center a div in CSS",
+    "how do I exit vim",
+    "what is Django",
+    "how do I deploy to Kubernetes",
+    "write me a poem about the sea",
+    "what time is it?",
+    "can you translate this into German",
+    "what is the meaning of life",
+    "how do I fix my bicycle",
+    "is it going to rain tomorrow",
+    "what's 2 + 2",
+    "how do I learn to play guitar",
+    "how much memory does my laptop have",
+    "what is machine learning",
+    "how do I sort a dictionary by value",
+    "what is a REST API",
+    "yes",
+    "no, I don't think so",
+    "ok",
+    "why?",
+    "what do you mean?",
+    "I don't understand",
+]
+
+EXTRA = """\
+# Our course's own questions
+
+## When is the lunch break?
+Also: what time do we eat?
+also: is there a break
+
+Lunch is at 12:30, in the room next door. We start again at 13:30.
+"""
+
+
+@pytest.fixture(scope="module")
+def knowledge() -> KnowledgeBase:
+    return KnowledgeBase.load()
+
+
+async def reply(brain: Brain, message: str) -> list[str]:
+    """The chunks of a brain's reply."""
+    return [chunk async for chunk in brain.stream(message, Conversation())]
+
+
+# The shipped knowledge base
+
+
+def test_shipped_knowledge_base_loads_from_the_package(knowledge: KnowledgeBase) -> None:
+    assert 30 <= len(knowledge) <= 45
+    assert len(knowledge.entries) == len(knowledge)
+    assert repr(knowledge) == f"<KnowledgeBase: {len(knowledge)} entries>"
+    first = knowledge.entries[0]
+    assert Path(first.source).parts[-3:] == ("chatbot", "data", "faq.md")
+    assert first.question == "What is asyncio?"
+    assert first.phrasings[0] == "what is asyncio for?"
+    assert first.answer.startswith("`asyncio` is Python's standard library")
+
+
+def test_every_question_and_phrasing_finds_its_own_entry(knowledge: KnowledgeBase) -> None:
+    # Guards the knowledge base as instructors extend it: a new entry must not steal the
+    # phrasings of another.
+    for entry in knowledge.entries:
+        for text in (entry.question, *entry.phrasings):
+            best = knowledge.search(text, limit=1)[0]
+            assert best.entry is entry, f"{text!r} finds {best.entry.question!r}"
+            assert best.confidence >= DEFAULT_THRESHOLD, (text, best.confidence)
+
+
+# Ranking
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        pytest.param(question, expected, marks=pytest.mark.xfail(reason=KNOWN_MISSES[question]))
+        if question in KNOWN_MISSES
+        else (question, expected)
+        for question, expected in ON_TOPIC
+    ],
+)
+def test_on_topic_question_ranks_its_entry_first(
+    knowledge: KnowledgeBase, question: str, expected: str
+) -> None:
+    found = knowledge.search(question)
+    assert found, f"nothing found for {question!r}"
+    assert found[0].entry.question == expected
+
+
+def test_default_threshold_answers_most_on_topic_questions_and_none_wrongly(
+    knowledge: KnowledgeBase,
+) -> None:
+    right = wrong = 0
+    for question, expected in ON_TOPIC:
+        best = knowledge.search(question, limit=1)
+        if best and best[0].confidence >= DEFAULT_THRESHOLD:
+            right += best[0].entry.question == expected
+            wrong += best[0].entry.question != expected
+    # Measured: 74 of 83 right, none wrong, 9 handed over to the next brain.
+    assert right >= 70
+    assert wrong == 0
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+async def test_off_topic_question_is_handed_over(question: str) -> None:
+    brain = FaqBrain()
+    chunks = brain.stream(question, Conversation())
+    with pytest.raises(NoAnswer):
+        await anext(chunks)  # raised before the first chunk, so a chain can ask the next brain
+
+
+def test_search_returns_matches_best_first(knowledge: KnowledgeBase) -> None:
+    found = knowledge.search("What does port 0 mean?")
+    assert len(found) == 3
+    assert all(isinstance(match, Match) for match in found)
+    assert found[0].entry.question == "What does port 0 mean?"
+    assert found[0].confidence == 1.0
+    assert [m.score for m in found] == sorted((m.score for m in found), reverse=True)
+    assert all(0.0 < m.confidence <= 1.0 for m in found)
+    entry, score, confidence = found[0]  # a named tuple
+    assert (entry, score, confidence) == (found[0].entry, found[0].score, found[0].confidence)
+    assert len(knowledge.search("What does port 0 mean?", limit=1)) == 1
+
+
+def test_unknown_words_lower_the_confidence(knowledge: KnowledgeBase) -> None:
+    clear = knowledge.search("what is a coroutine")[0]
+    padded = knowledge.search("what is a coroutine, asked by a bewildered aardvark")[0]
+    assert clear.entry is padded.entry
+    assert clear.score == pytest.approx(padded.score)  # unknown words add nothing...
+    assert padded.confidence < clear.confidence  # ...but count against the confidence
+
+
+def test_search_of_nothing_searchable_finds_nothing(knowledge: KnowledgeBase) -> None:
+    assert knowledge.search("") == []
+    assert knowledge.search("what is it?") == []  # only stop words
+    assert knowledge.search("zebra quokka") == []  # only unknown words
+
+
+def test_search_limit_must_be_positive(knowledge: KnowledgeBase) -> None:
+    with pytest.raises(ValueError, match=r"^limit must be 1 or more, got 0$"):
+        knowledge.search("event loop", limit=0)
+
+
+def test_tokens_lower_case_drop_stop_words_and_plurals() -> None:
+    assert tokens("What's the event loop, and why are tasks using asyncio.to_thread?") == [
+        "event",
+        "loop",
+        "task",
+        "asyncio",
+        "to_thread",
+        "thread",
+    ]
+    assert tokens("WebSockets' close codes: 1000, 1001!") == [
+        "websocket",
+        "close",
+        "code",
+        "1000",
+        "1001",
+    ]
+    assert tokens("processes, entries, status, analysis") == [
+        "process",
+        "entry",
+        "status",
+        "analysis",
+    ]
+    assert tokens("nest-asyncio") == ["nest", "asyncio"]
+    assert tokens("Don't you know it?") == []
+
+
+def test_bm25_parameters_change_the_scores() -> None:
+    entries = KnowledgeBase.load().entries
+    default = KnowledgeBase(entries).search("event loop", limit=1)[0]
+    no_length = KnowledgeBase(entries, b=0.0).search("event loop", limit=1)[0]
+    assert default.score != no_length.score
+
+
+# The threshold
+
+
+async def test_answer_at_the_threshold_and_hand_over_just_below_it(
+    knowledge: KnowledgeBase,
+) -> None:
+    question = "how do I broadcast a message to all clients"
+    best = knowledge.search(question, limit=1)[0]
+    assert 0.0 < best.confidence < 1.0
+    at = FaqBrain(knowledge, threshold=best.confidence)
+    assert "".join(await reply(at, question)) == best.entry.answer
+    above = FaqBrain(knowledge, threshold=math.nextafter(best.confidence, 1.0))
+    with pytest.raises(NoAnswer, match=r"^no FAQ entry matches 'how do I broadcast"):
+        await reply(above, question)
+
+
+async def test_threshold_zero_answers_anything_with_a_known_word(knowledge: KnowledgeBase) -> None:
+    brain = FaqBrain(knowledge, threshold=0.0)
+    assert await reply(brain, "how do I install numpy")  # 0.47: below the default
+    with pytest.raises(NoAnswer):
+        await reply(brain, "zebra quokka")  # no known word: no match at all
+
+
+def test_threshold_must_be_between_0_and_1(knowledge: KnowledgeBase) -> None:
+    with pytest.raises(ValueError, match=r"^threshold must be between 0 and 1, got 50$"):
+        FaqBrain(knowledge, threshold=50)
+
+
+async def test_long_message_is_handed_over_without_being_read() -> None:
+    question = "What is the event loop? "
+    message = question * (MAX_QUESTION_CHARS // len(question) + 1)
+    with pytest.raises(NoAnswer):
+        await reply(FaqBrain(), message)
+
+
+# Streaming
+
+
+async def test_answer_streams_a_sentence_at_a_time(knowledge: KnowledgeBase) -> None:
+    brain = FaqBrain(knowledge)
+    chunks = await reply(brain, "What is the event loop?")
+    entry = knowledge.search("What is the event loop?", limit=1)[0].entry
+    assert "".join(chunks) == entry.answer
+    assert chunks[0] == "The event loop is the scheduler at the heart of asyncio. "
+    assert len(chunks) == 3
+
+
+async def test_every_answer_streams_in_chunks_that_join_to_it(knowledge: KnowledgeBase) -> None:
+    brain = FaqBrain(knowledge)
+    for entry in knowledge.entries:
+        chunks = await reply(brain, entry.question)
+        assert "".join(chunks) == entry.answer
+        assert len(chunks) > 1, entry.question  # every shipped answer has several sentences
+        assert all(chunks), entry.question
+
+
+async def test_stopping_a_reply_half_way_closes_the_stream(knowledge: KnowledgeBase) -> None:
+    chunks = FaqBrain(knowledge).stream("What is a task?", Conversation())
+    first = await anext(chunks)
+    assert first.startswith("`asyncio.create_task(coro())`")
+    await chunks.aclose()  # type: ignore[attr-defined]  # what a consumer does on Stop
+    with pytest.raises(StopAsyncIteration):
+        await anext(chunks)
+
+
+async def test_brain_is_a_brain_and_shares_the_shipped_knowledge() -> None:
+    brain = FaqBrain()
+    assert isinstance(brain, Brain)
+    assert brain.name == "faq"
+    assert brain.threshold == DEFAULT_THRESHOLD
+    assert FaqBrain().knowledge is brain.knowledge  # read and indexed once, then shared
+    assert repr(brain) == f"<FaqBrain: {len(brain.knowledge)} entries, threshold 0.5>"
+
+
+async def test_concurrent_conversations_get_their_own_answers(knowledge: KnowledgeBase) -> None:
+    brain = FaqBrain(knowledge)
+    questions = ["What is a task?", "What does port 0 mean?", "What is a WebSocket?"]
+    replies = await asyncio.gather(*(reply(brain, q) for q in questions))
+    for question, chunks in zip(questions, replies, strict=True):
+        assert "".join(chunks) == knowledge.search(question, limit=1)[0].entry.answer
+
+
+# An instructor's own entries
+
+
+async def test_instructor_added_entry_is_found_and_answered() -> None:
+    shipped = KnowledgeBase.load()
+    extra = KnowledgeBase.parse(EXTRA, "course.md")
+    assert extra.entries == (
+        Entry(
+            question="When is the lunch break?",
+            phrasings=("what time do we eat?", "is there a break"),
+            answer="Lunch is at 12:30, in the room next door. We start again at 13:30.",
+            source="course.md",
+            line=3,
+        ),
+    )
+    combined = KnowledgeBase([*shipped.entries, *extra.entries])
+    assert len(combined) == len(shipped) + 1
+    brain = FaqBrain(combined)
+    for question in ["when's lunch?", "When do we eat?", "is there a lunch break"]:
+        chunks = await reply(brain, question)
+        assert chunks == ["Lunch is at 12:30, in the room next door. ", "We start again at 13:30."]
+    # The shipped entries still answer as before.
+    assert "".join(await reply(brain, "what does await do")).startswith("`await something`")
+
+
+def test_load_reads_an_instructors_file(tmp_path: Path) -> None:
+    path = tmp_path / "course.md"
+    path.write_text(EXTRA, encoding="utf-8")
+    knowledge = KnowledgeBase.load(path)
+    assert [entry.question for entry in knowledge.entries] == ["When is the lunch break?"]
+    assert knowledge.entries[0].source == str(path)
+
+
+def test_parse_keeps_the_answers_markdown() -> None:
+    text = """\
+Preamble: ignored, and so is this line:
+Also: not a phrasing, this is the preamble.
+
+## How do I write a comment?
+
+Like this:
+
+```python
+## a comment, not a new entry
+x = 1
+```
+
+### Details
+
+A second paragraph.
+## What next?
+The next entry.
+"""
+    first, second = KnowledgeBase.parse(text).entries
+    assert first.question == "How do I write a comment?"
+    assert first.phrasings == ()
+    assert first.answer == (
+        "Like this:\n\n```python\n## a comment, not a new entry\nx = 1\n```\n\n"
+        "### Details\n\nA second paragraph."
+    )
+    assert (first.source, first.line) == ("<string>", 4)
+    assert (second.question, second.answer, second.line) == ("What next?", "The next entry.", 16)
+
+
+# Malformed knowledge bases: the error names the file and the line
+
+
+def test_entry_without_an_answer_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "faq.md"
+    path.write_text("# FAQ\n\n## When is lunch?\nAlso: lunch time?\n\n## Where?\nHere.\n")
+    with pytest.raises(KnowledgeBaseError) as caught:
+        KnowledgeBase.load(path)
+    assert str(caught.value) == (
+        f"{path}, line 3: the entry 'When is lunch?' has no answer; write the answer below its "
+        "heading and its 'Also:' lines, before the next '## ' heading"
+    )
+    assert (caught.value.source, caught.value.line) == (str(path), 3)
+    assert isinstance(caught.value, ChatbotError)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "## When?\nNow.\n##\nAn answer.\n",
+            "extra.md, line 3: a '## ' heading without a question; write the question after '## '",
+        ),
+        (
+            "## When?\nAlso:\nNow.\n",
+            "extra.md, line 2: an empty 'Also:' line; write another way to ask 'When?' after "
+            "'Also:', or delete the line",
+        ),
+        (
+            "## When?\nNow.\nAlso: at what time?\n",
+            "extra.md, line 3: an 'Also:' line inside the answer of 'When?'; put other "
+            "phrasings right below the question's heading",
+        ),
+        (
+            "## When?\n```\nnow\n\n## Where?\nHere.\n",
+            "extra.md, line 2: this code fence is never closed; close it with a line '```'",
+        ),
+        (
+            "# Our FAQ\n\nNo entries yet.\n",
+            "extra.md: no entries found; each entry starts with a '## ' heading (the question), "
+            "with its answer below",
+        ),
+        (
+            "## When is lunch?\nAt 12.\n\n## When's lunch??\nAt noon.\n",
+            "extra.md, line 4: the question \"When's lunch??\" has the same words as 'When is "
+            "lunch?' (extra.md, line 1); merge the two entries or reword one",
+        ),
+        (
+            "## What is it?\nA thing.\n",
+            "extra.md, line 1: the question 'What is it?' has only stop words, nothing to search "
+            "for; reword it or add an 'Also:' line",
+        ),
+    ],
+    ids=[
+        "empty heading",
+        "empty Also",
+        "Also in answer",
+        "open fence",
+        "no entries",
+        "duplicate",
+        "stop words only",
+    ],
+)
+def test_malformed_knowledge_base_gets_an_exact_error(text: str, message: str) -> None:
+    with pytest.raises(KnowledgeBaseError) as caught:
+        KnowledgeBase.parse(text, "extra.md")
+    assert str(caught.value) == message
+
+
+def test_entry_added_twice_across_files_is_reported(knowledge: KnowledgeBase) -> None:
+    again = KnowledgeBase.parse("## What is asyncio?\nMy own answer.\n", "course.md")
+    with pytest.raises(KnowledgeBaseError) as caught:
+        KnowledgeBase([*knowledge.entries, *again.entries])
+    assert str(caught.value) == (
+        "course.md, line 1: the question 'What is asyncio?' has the same words as 'What is "
+        f"asyncio?' ({knowledge.entries[0].source}, line 11); merge the two entries or reword one"
+    )

@@ -1,0 +1,77 @@
+"""The rules brain: ordered patterns, named captures, templates in rotation, a fallback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from chatbot import Conversation, NoAnswer, RulesBrain, reply_text
+from chatbot.rules import DEFAULT_FALLBACK, Rule
+
+NOON = datetime(2026, 11, 24, 12, 5)
+
+
+async def ask(brain: RulesBrain, conversation: Conversation, text: str) -> str:
+    return await reply_text(brain, text, conversation)
+
+
+GREETING = "Hello! I'm the workshop's chatbot. Ask me about asyncio or WebSockets, or type 'help'."
+HELP = (
+    "I can answer questions about asyncio, WebSockets and this workshop, tell you the time or "
+    "the date, and chat a little. Try 'what is an event loop?'"
+)
+IDENTITY = (
+    "I'm a chatbot built in the 'Real-time chatbots with asyncio' workshop: a WebSocket server "
+    "in Python, answering many people at once."
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "reply"),
+    [
+        ("Hello!", GREETING),
+        ("what time is it?", "It is 12:05."),
+        ("What's the date", "Today is Tuesday, 24 November 2026."),
+        ("help", HELP),
+        ("Thanks a lot!", "You're welcome!"),
+        ("bye", "Goodbye! Come back any time."),
+        ("How are you?", "Running smoothly in my event loop, thanks. How are you?"),
+        ("who are you", IDENTITY),
+        ("Tell me about quantum gravity", DEFAULT_FALLBACK),
+    ],
+)
+async def test_each_rule_answers_its_messages(message: str, reply: str) -> None:
+    assert await ask(RulesBrain(clock=lambda: NOON), Conversation(), message) == reply
+
+
+async def test_replies_rotate_per_conversation() -> None:
+    brain, conversation = RulesBrain(), Conversation()
+    replies = [await ask(brain, conversation, "thanks") for _ in range(4)]
+    assert replies == ["You're welcome!", "Any time.", "Glad to help.", "You're welcome!"]
+    assert await ask(brain, Conversation(), "thanks") == "You're welcome!"
+
+
+async def test_a_capture_is_remembered_for_later_replies() -> None:
+    brain, conversation = RulesBrain(), Conversation()
+    assert await ask(brain, conversation, "what is my name?") == DEFAULT_FALLBACK
+    assert await ask(brain, conversation, "My name is Ada") == "Nice to meet you, Ada!"
+    assert await ask(brain, conversation, "What's my name?") == "Your name is Ada."
+    assert conversation.state["rules"]["memory"] == {"user_name": "Ada"}
+
+
+async def test_long_messages_are_not_mistaken_for_small_talk() -> None:
+    brain = RulesBrain(fallback=None)
+    with pytest.raises(NoAnswer):
+        await ask(brain, Conversation(), "thanks, but how do I cancel a task?")
+
+
+async def test_custom_rules_in_order() -> None:
+    rules = [
+        Rule("a", r"\bpython\b", ("Python {word}!",)),
+        Rule("b", r"(?P<word>\w+)$", ("{word}",)),
+    ]
+    brain = RulesBrain(rules, fallback="?")
+    assert await ask(brain, Conversation(), "I like python") == "python"  # no {word}: skipped
+    with pytest.raises(ValueError, match=r"^rule 'empty' needs at least one reply$"):
+        Rule("empty", "x", ())
