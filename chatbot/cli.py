@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how replies are made: {', '.join(BRAINS)}, or module:attribute for your own "
         "(default: %(default)s)",
     )
+    llm = parser.add_argument_group(
+        "the llm brain",
+        "The API key is read from CHATBOT_LLM_API_KEY only: on a command line, other users of "
+        "the machine could read it.",
+    )
+    llm.add_argument("--llm-url", metavar="URL", help="base URL (default: $CHATBOT_LLM_URL)")
+    llm.add_argument("--llm-model", metavar="NAME", help="model (default: $CHATBOT_LLM_MODEL)")
     parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
@@ -82,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        brain = load_brain(args.brain)
+        if args.brain == "llm":
+            from chatbot.llm import LlmBrain  # here: only this brain needs the HTTP client
+
+            brain: Brain = LlmBrain(url=args.llm_url, model=args.llm_model)
+        else:
+            brain = load_brain(args.brain)
     except ChatbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

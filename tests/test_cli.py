@@ -114,3 +114,15 @@ async def test_default_brain_is_the_assistant_and_answers_offline() -> None:
         async with client(server.url) as ws:
             assert (await chat(ws, "hello")).startswith("Hello! I'm the workshop's chatbot.")
             assert "IS IT BECAUSE YOU ARE" in await chat(ws, "I am tired of waiting")
+
+
+def test_console_script_is_installed_next_to_python() -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    script = shutil.which("chatbot", path=str(Path(sys.executable).parent))
+    assert script is not None, "pip install should have created the `chatbot` command"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m chatbot ")

@@ -24,6 +24,7 @@ import pytest
 
 from chatbot.brains import BrainError, Conversation, Turn
 from chatbot.llm import DEFAULT_SYSTEM_PROMPT, LlmBrain, LlmConfigError
+from tests.helpers import chat, chatbot_process, client
 
 API_KEY = "test-key"
 STARTUP_TIMEOUT = 30.0  # seconds for eliza-gpt to start answering
@@ -613,3 +614,15 @@ async def test_aclose_leaves_a_client_passed_in_open(eliza: Eliza) -> None:
         await brain.aclose()
         with pytest.raises(RuntimeError, match="client has been closed"):
             await reply(brain, "I am sad")  # it closed its own client
+
+
+async def test_command_line_serves_the_llm_brain_from_flags_and_the_key_from_the_environment(
+    eliza: Eliza, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATBOT_LLM_API_KEY", API_KEY)
+    async with chatbot_process(
+        "--brain", "llm", "--llm-url", eliza.url, "--llm-model", "eliza"
+    ) as server:
+        assert server.first_line.startswith("Chatbot (llm) serving on ")
+        async with client(server.url) as ws:
+            assert await chat(ws, "I am sad") in SAD_REPLIES
