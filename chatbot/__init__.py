@@ -6,6 +6,8 @@ from chatbot.assistant import AssistantBrain
 from chatbot.background import background_servers, start_background, stop_background
 from chatbot.brains import (
     BRAINS,
+    NO_ANSWER,
+    SORRY,
     Brain,
     BrainError,
     BrainLike,
@@ -20,7 +22,7 @@ from chatbot.brains import (
     reply_text,
     shutdown_process_pool,
 )
-from chatbot.cli import DEFAULT_BRAIN, build_parser, main, run
+from chatbot.cli import DEFAULT_BRAIN, DEFAULT_DB, build_parser, main, run
 from chatbot.eliza import Eliza, ElizaBrain, ElizaScript, ElizaStateError, ScriptError
 from chatbot.errors import ChatbotError, PortInUseError
 from chatbot.events import Event, EventLog
@@ -36,7 +38,9 @@ from chatbot.faq import (
     Match,
     tokens,
 )
+from chatbot.hub import Channel, Client, Hub, Outbox
 from chatbot.lag import LagMonitor
+from chatbot.limits import Limits, TokenBucket, origin_allowed
 from chatbot.llm import (
     DEFAULT_LLM_CONNECT_TIMEOUT,
     DEFAULT_LLM_MODEL,
@@ -46,14 +50,29 @@ from chatbot.llm import (
     LlmBrain,
     LlmConfigError,
 )
+from chatbot.protocol import (
+    PROTOCOL,
+    ClientMessage,
+    Join,
+    Leave,
+    ProtocolError,
+    Resume,
+    Say,
+    Stop,
+    Typing,
+    encode,
+    parse,
+)
 from chatbot.rules import DEFAULT_FALLBACK, DEFAULT_RULES, Rule, RulesBrain
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, ChatServer, echo, serve
+from chatbot.store import SCHEMA_VERSION, SessionRecord, Store, StoredMessage, StoreError
 
 __all__ = [
     "BM25_B",
     "BM25_K1",
     "BRAINS",
     "DEFAULT_BRAIN",
+    "DEFAULT_DB",
     "DEFAULT_FALLBACK",
     "DEFAULT_HOST",
     "DEFAULT_LLM_CONNECT_TIMEOUT",
@@ -65,13 +84,20 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "DEFAULT_THRESHOLD",
     "MAX_QUESTION_CHARS",
+    "NO_ANSWER",
+    "PROTOCOL",
+    "SCHEMA_VERSION",
+    "SORRY",
     "AssistantBrain",
     "Brain",
     "BrainError",
     "BrainLike",
     "ChainBrain",
+    "Channel",
     "ChatServer",
     "ChatbotError",
+    "Client",
+    "ClientMessage",
     "Conversation",
     "EchoBrain",
     "Eliza",
@@ -83,24 +109,42 @@ __all__ = [
     "EventLog",
     "FaqBrain",
     "FunctionBrain",
+    "Hub",
+    "Join",
     "KnowledgeBase",
     "KnowledgeBaseError",
     "LagMonitor",
+    "Leave",
+    "Limits",
     "LlmBrain",
     "LlmConfigError",
     "Match",
     "NoAnswer",
+    "Outbox",
     "PortInUseError",
+    "ProtocolError",
+    "Resume",
     "Rule",
     "RulesBrain",
+    "Say",
     "ScriptError",
+    "SessionRecord",
+    "Stop",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+    "TokenBucket",
     "Turn",
+    "Typing",
     "as_brain",
     "background_servers",
     "build_parser",
     "echo",
+    "encode",
     "load_brain",
     "main",
+    "origin_allowed",
+    "parse",
     "reply_text",
     "run",
     "serve",

@@ -26,6 +26,8 @@ from chatbot.errors import ChatbotError
 
 __all__ = [
     "BRAINS",
+    "NO_ANSWER",
+    "SORRY",
     "Brain",
     "BrainError",
     "BrainLike",
@@ -63,6 +65,13 @@ class Conversation:
 
     turns: list[Turn] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+
+
+SORRY = "Sorry, something went wrong on my side. Please try again."
+"""What the user reads when a brain fails unexpectedly (the traceback goes to the log)."""
+
+NO_ANSWER = "I don't know how to answer that yet."
+"""What the user reads when every brain declined (:class:`NoAnswer`)."""
 
 
 class BrainError(ChatbotError):

@@ -15,11 +15,14 @@ import sys
 
 from chatbot.brains import BRAINS, Brain, load_brain, shutdown_process_pool
 from chatbot.errors import ChatbotError
+from chatbot.limits import Limits
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, serve
+from chatbot.store import Store
 
-__all__ = ["DEFAULT_BRAIN", "build_parser", "main", "run"]
+__all__ = ["DEFAULT_BRAIN", "DEFAULT_DB", "build_parser", "main", "run"]
 
 DEFAULT_BRAIN = "assistant"
+DEFAULT_DB = "chatbot.sqlite3"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how replies are made: {', '.join(BRAINS)}, or module:attribute for your own "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=DEFAULT_DB,
+        help="SQLite file that keeps sessions and their history across restarts "
+        "(default: %(default)s; :memory: keeps nothing)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="a web origin allowed to open WebSockets besides the server's own and localhost, "
+        "e.g. a Jupyter server proxying this one (repeatable; * allows any)",
+    )
     llm = parser.add_argument_group(
         "the llm brain",
         "The API key is read from CHATBOT_LLM_API_KEY only: on a command line, other users of "
@@ -63,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(host: str, port: int, brain: Brain) -> None:
+async def run(
+    host: str, port: int, brain: Brain, *, db: str = ":memory:", limits: Limits | None = None
+) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -72,13 +92,15 @@ async def run(host: str, port: int, brain: Brain) -> None:
             loop.add_signal_handler(signum, stop.set)
         except NotImplementedError:  # Windows: Ctrl+C raises KeyboardInterrupt in main()
             pass
-    async with serve(brain, host, port) as server:
+    store = await Store.open(db)
+    async with store, serve(brain, host, port, store=store, limits=limits) as server:
         # The address goes to stdout, flushed: scripts and tests read it to find the port.
         print(f"Chatbot ({brain.name}) serving on {server.http_url}", flush=True)
         print(f"Chat from a terminal: python -m websockets {server.url}", flush=True)
         await stop.wait()
         print("Shutting down: closing connections ...", flush=True)
-    # Leaving `async with serve` closed every connection with 1001 and waited for the handlers.
+    # Leaving `async with serve` closed every connection with 1001 and waited for the handlers
+    # (replies cut short are stored as partial); then the store was closed, all written.
     await brain.aclose()  # then the brain lets go of what it holds (an HTTP client, say)
 
 
@@ -99,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(args.host, args.port, brain))
+        limits = Limits(allowed_origins=tuple(args.allow_origin))
+        asyncio.run(run(args.host, args.port, brain, db=args.db, limits=limits))
     except KeyboardInterrupt:
         pass
+    except ChatbotError as exc:  # the store cannot be opened, say
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             reason = "the port is in use; choose another with --port (0 picks any free port)"

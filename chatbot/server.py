@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -18,8 +18,11 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from chatbot.brains import (
+    NO_ANSWER,
+    SORRY,
     BrainError,
     BrainLike,
     Conversation,
@@ -29,6 +32,10 @@ from chatbot.brains import (
     reply_text,
 )
 from chatbot.events import EventLog
+from chatbot.hub import Hub
+from chatbot.limits import Limits, TokenBucket, origin_allowed
+from chatbot.protocol import PROTOCOL
+from chatbot.store import Store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ChatServer", "echo", "serve"]
 
@@ -37,9 +44,7 @@ DEFAULT_PORT = 8000
 
 logger = logging.getLogger("chatbot.server")
 
-SORRY = "Sorry, something went wrong on my side. Please try again."
 TEXT_ONLY = "Sorry, I only understand text messages."
-NO_ANSWER = "I don't know how to answer that yet."
 
 
 def echo(message: str) -> str:
@@ -54,11 +59,25 @@ class ChatServer:
         brain: turns each message into a reply: a :class:`~chatbot.brains.Brain`, or a function
             that :func:`~chatbot.brains.as_brain` wraps.
         log: where to record events; a new :class:`~chatbot.events.EventLog` if omitted.
+        store: where JSON sessions are kept (:class:`~chatbot.store.Store`); if omitted, the
+            server opens one in memory and closes it when the server closes.
+        limits: what one client may do (:class:`~chatbot.limits.Limits`).
     """
 
-    def __init__(self, brain: BrainLike = echo, *, log: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        brain: BrainLike = echo,
+        *,
+        log: EventLog | None = None,
+        store: Store | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.brain = as_brain(brain)
         self.log = log if log is not None else EventLog()
+        self.limits = limits if limits is not None else Limits()
+        self._store = store
+        self._owns_store = store is None
+        self.hub: Hub | None = None
         self._numbers = itertools.count(1)
         self._server: Server | None = None
         self._family = socket.AF_INET
@@ -70,9 +89,28 @@ class ChatServer:
         """Listen on ``host:port`` (port 0: any free port). Extra arguments go to websockets."""
         if self._server is not None:
             raise RuntimeError("this ChatServer is already started; create a new one")
-        self._server = await websockets_serve(
-            self._handle, host, port, process_request=self._process_request, **kwargs
-        )
+        if self._store is None:
+            self._store = await Store.open(":memory:")
+        self.hub = Hub(self.brain, self._store, self.limits, self.log)
+        options: dict[str, Any] = {
+            "max_size": self.limits.max_frame_bytes,  # bigger frames: closed with 1009
+            "ping_interval": self.limits.ping_interval,
+            "ping_timeout": self.limits.ping_timeout,
+        }
+        try:
+            self._server = await websockets_serve(
+                self._handle,
+                host,
+                port,
+                process_request=self._process_request,
+                subprotocols=[Subprotocol(PROTOCOL)],
+                select_subprotocol=_select_subprotocol,
+                **(options | kwargs),
+            )
+        except BaseException:
+            if self._owns_store:
+                await self._store.close()
+            raise
         # Remember the address: a closed server has no sockets left to ask.
         listening = self._server.sockets[0]
         self._family = listening.family
@@ -123,6 +161,9 @@ class ChatServer:
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every connection handler has returned."""
         await self.websockets_server.wait_closed()
+        # Every handler has stored what it had to (partial replies included): now the store.
+        if self._owns_store and self._store is not None:
+            await self._store.close()
 
     async def serve_forever(self) -> None:
         """Serve until cancelled, then close (in a notebook prefer leaving it in the background)."""
@@ -136,16 +177,48 @@ class ChatServer:
         # Plain HTTP on the WebSocket port. Route on the path without its query string.
         if urlsplit(request.path).path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
+        origin, host = request.headers.get("Origin"), request.headers.get("Host")
+        if not origin_allowed(origin, host, self.limits.allowed_origins):
+            # A page on another site must not talk to this server in its visitor's name.
+            self.log.record("error", 0, f"refused origin {origin}")
+            return connection.respond(
+                HTTPStatus.FORBIDDEN,
+                f"Origin {origin} is not allowed; start the server with --allow-origin {origin} "
+                "to allow it.\n",
+            )
+        if self.connections >= self.limits.max_connections:
+            self.log.record("error", 0, "refused: server full")
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"The chat server is full ({self.limits.max_connections} connections). "
+                "Try again in a minute.\n",
+            )
         return None  # go on with the WebSocket handshake
 
     async def _handle(self, connection: ServerConnection) -> None:
         client = next(self._numbers)
+        if connection.subprotocol == PROTOCOL:  # JSON: sessions, rooms, streaming (notebook 05)
+            assert self.hub is not None
+            request = connection.request
+            path = urlsplit(request.path).path if request else "?"
+            self.log.record("open", client, f"{path} ({PROTOCOL})")
+            await self.hub.handle(connection, client)
+            return
+        await self._handle_text(connection, client)
+
+    async def _handle_text(self, connection: ServerConnection, client: int) -> None:
         conversation = Conversation()
+        bucket = TokenBucket(self.limits.messages_per_second, self.limits.burst)
         request = connection.request  # always set once the handshake succeeded
         self.log.record("open", client, urlsplit(request.path).path if request else "?")
         try:
             while True:
                 message = await connection.recv()
+                # Every frame counts against the rate limit, binary ones included.
+                if (refusal := self._refuse(message, bucket)) is not None:
+                    self.log.record("error", client, refusal[:40])
+                    await connection.send(refusal)
+                    continue
                 if isinstance(message, bytes):
                     self.log.record("error", client, "binary frame")
                     await connection.send(TEXT_ONLY)
@@ -175,6 +248,29 @@ class ChatServer:
         return reply
 
 
+    def _refuse(self, message: str | bytes, bucket: TokenBucket) -> str | None:
+        # The plain-text mode's limits, answered in words (the JSON mode has error codes).
+        if not bucket.take():
+            return (
+                f"Slow down: at most {self.limits.messages_per_second:g} messages per second. "
+                "Send that one again in a moment."
+            )
+        if isinstance(message, str) and len(message) > self.limits.max_message_chars:
+            return (
+                f"Sorry, that message is too long ({len(message)} characters; the limit is "
+                f"{self.limits.max_message_chars})."
+            )
+        return None
+
+
+def _select_subprotocol(
+    connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    # JSON for clients that ask for chatbot.v1; plain text for clients that offer nothing (so
+    # `python -m websockets` can chat): returning None accepts them without a subprotocol.
+    return Subprotocol(PROTOCOL) if PROTOCOL in subprotocols else None
+
+
 def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -188,6 +284,8 @@ class serve:  # lower case, like the function it stands for in websockets
             interface: only when you mean it.
         port: the port; 0 picks any free port (read it back from ``server.port``).
         log: an :class:`~chatbot.events.EventLog` to record into.
+        store: a :class:`~chatbot.store.Store` for JSON sessions (default: one in memory).
+        limits: a :class:`~chatbot.limits.Limits` (default: ``Limits()``).
         **kwargs: passed to :func:`websockets.asyncio.server.serve` (``max_size``, ...).
 
     Raises:
@@ -206,9 +304,11 @@ class serve:  # lower case, like the function it stands for in websockets
         port: int = DEFAULT_PORT,
         *,
         log: EventLog | None = None,
+        store: Store | None = None,
+        limits: Limits | None = None,
         **kwargs: Any,
     ) -> None:
-        self.server = ChatServer(brain, log=log)
+        self.server = ChatServer(brain, log=log, store=store, limits=limits)
         self._where = (host, port)
         self._kwargs = kwargs
 

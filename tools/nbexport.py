@@ -98,7 +98,7 @@ def render() -> dict[Path, str]:
                 lines += [")"]
             names.extend(imported)
     lines += ["", "__all__ = ["]
-    lines += [f'    "{name}",' for name in sorted(names, key=_by_type)]
+    lines += [f'    "{name}",' for name in sorted(names, key=_all_order)]
     lines += ["]", ""]
     files[PACKAGE / "__init__.py"] = "\n".join(lines)
     if "cli" in sources:
@@ -114,7 +114,12 @@ def render() -> dict[Path, str]:
 
 
 def _by_type(name: str) -> tuple[bool, bool, str]:
-    # Constants, then classes, then functions: the order ruff (isort, RUF022) expects.
+    # Constants, then classes, then functions, ignoring case: the order of ruff's isort.
+    return (not name.isupper(), not name[0].isupper(), name.lower())
+
+
+def _all_order(name: str) -> tuple[bool, bool, str]:
+    # The same groups, case-sensitive within them: the order of ruff's RUF022 for __all__.
     return (not name.isupper(), not name[0].isupper(), name)
 
 

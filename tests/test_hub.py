@@ -1,0 +1,419 @@
+"""The JSON protocol end to end: streaming, Stop, sessions that survive restarts, rooms,
+backpressure and faults, against real servers and clients on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
+
+from chatbot import serve
+from chatbot.brains import Brain, Conversation
+from chatbot.limits import Limits
+from chatbot.store import Store
+from tests.helpers import chatbot_process
+
+PROTOCOL = "chatbot.v1"
+
+
+def json_client(url: str) -> connect:
+    return connect(url, subprotocols=[PROTOCOL], proxy=None, open_timeout=30)  # type: ignore[list-item]
+
+
+async def receive(ws: ClientConnection) -> dict[str, Any]:
+    message = json.loads(await ws.recv())
+    assert isinstance(message, dict)
+    return message
+
+
+async def expect(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    """Receive until a message of ``kind`` arrives (bounded by the test's deadline)."""
+    while True:
+        message = await receive(ws)
+        if message["type"] == kind:
+            return message
+
+
+async def say(
+    ws: ClientConnection, text: str, **extra: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Send a chat message; return its ack and the reply's end."""
+    await ws.send(json.dumps({"type": "message", "text": text, **extra}))
+    ack = await expect(ws, "ack")
+    end = await expect(ws, "reply.end")
+    return ack, end
+
+
+async def stuck_client(port: int) -> asyncio.StreamWriter:
+    """Open a chatbot.v1 connection by hand, from a client that will never read again.
+
+    Its socket has a tiny receive buffer, and its StreamReader stops reading from the socket
+    once 2 KiB are waiting: the kernel's buffers fill, and the server's sends back up.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    writer.write(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: chatbot.v1\r\n\r\n"
+    )
+    response = await reader.readuntil(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101 "), response
+    return writer
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's text frame, masked as RFC 6455 requires of clients."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+
+class Countdown(Brain):
+    """Streams numbers slowly, and tells when it was cancelled."""
+
+    name = "countdown"
+
+    def __init__(self, delay: float = 0.02) -> None:
+        self.delay = delay
+        self.released = asyncio.Event()
+
+    async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
+        try:
+            for n in range(200, 0, -1):
+                yield f"{n} "
+                await asyncio.sleep(self.delay)
+            yield "lift-off"
+        finally:
+            self.released.set()
+
+
+async def test_welcome_ack_and_a_streamed_reply() -> None:
+    async with serve(port=0) as server, json_client(server.url) as ws:
+        assert ws.subprotocol == PROTOCOL
+        welcome = await receive(ws)
+        assert welcome["type"] == "welcome" and welcome["protocol"] == PROTOCOL
+        assert welcome["name"] == "guest-1" and welcome["brain"] == "echo"
+        assert welcome["limits"]["max_message_chars"] == 4000
+        await ws.send(json.dumps({"type": "message", "text": "hello", "id": "m1"}))
+        ack = await receive(ws)
+        assert ack == {"type": "ack", "id": "m1", "conversation": welcome["session"], "seq": 1}
+        assert await receive(ws) == {"type": "reply.start", "reply": "r1", "to": 1}
+        assert await receive(ws) == {"type": "reply.chunk", "reply": "r1", "text": "hello"}
+        end = await receive(ws)
+        assert end == {
+            "type": "reply.end",
+            "reply": "r1",
+            "text": "hello",
+            "seq": 2,
+            "status": "complete",
+        }
+
+
+async def test_plain_text_clients_still_get_one_text_reply() -> None:
+    async with serve(port=0) as server, connect(server.url, proxy=None) as ws:
+        assert ws.subprotocol is None
+        await ws.send("plain")
+        assert await ws.recv() == "plain"
+
+
+async def test_chunks_arrive_in_order_and_join_to_the_reply() -> None:
+    async def words(message: str) -> AsyncIterator[str]:
+        for word in message.split():
+            yield word + " "
+
+    async with serve(words, port=0) as server, json_client(server.url) as ws:
+        await expect(ws, "welcome")
+        await ws.send(json.dumps({"type": "message", "text": "one two three four"}))
+        chunks = []
+        while (message := await receive(ws))["type"] != "reply.end":
+            if message["type"] == "reply.chunk":
+                chunks.append(message["text"])
+        assert chunks == ["one ", "two ", "three ", "four "]
+        assert message["text"] == "".join(chunks)
+
+
+async def test_stop_cancels_the_reply_promptly_and_stores_it_as_stopped() -> None:
+    brain = Countdown()
+    async with serve(brain, port=0) as server, json_client(server.url) as ws:
+        welcome = await expect(ws, "welcome")
+        await ws.send(json.dumps({"type": "message", "text": "count"}))
+        await expect(ws, "reply.chunk")
+        await ws.send(json.dumps({"type": "stop"}))
+        end = await expect(ws, "reply.end")
+        assert end["status"] == "stopped"
+        assert end["text"].startswith("200 ") and "lift-off" not in end["text"]
+        assert brain.released.is_set()  # the brain's finally ran
+        await ws.send(json.dumps({"type": "stop", "id": "s2"}))
+        assert await expect(ws, "error") == {
+            "type": "error",
+            "code": "nothing_to_stop",
+            "message": "No reply is being written.",
+            "id": "s2",
+        }
+        assert server.hub is not None
+        stored = await server.hub.store.history(welcome["session"])
+        assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("bot", "stopped")]
+
+
+async def test_messages_sent_during_a_reply_are_acknowledged_at_once_and_answered_in_order() -> (
+    None
+):
+    async def slow_echo(message: str) -> AsyncIterator[str]:
+        await asyncio.sleep(0.05)
+        yield message
+
+    async with serve(slow_echo, port=0) as server, json_client(server.url) as ws:
+        await expect(ws, "welcome")
+        for text in ["first", "second", "third"]:
+            await ws.send(json.dumps({"type": "message", "text": text}))
+        kinds, ends = [], []
+        while len(ends) < 3:
+            message = await receive(ws)
+            kinds.append(message["type"])
+            if message["type"] == "reply.end":
+                ends.append(message["text"])
+        assert ends == ["first", "second", "third"]
+        # All three were acknowledged (stored) before the first reply was over.
+        acks = [n for n, kind in enumerate(kinds) if kind == "ack"]
+        assert len(acks) == 3 and max(acks) < kinds.index("reply.end")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_resume_after_a_kill_and_restart_shows_every_acknowledged_message(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    db = str(tmp_path / "chat.sqlite3")
+    acknowledged: list[str] = []
+    async with chatbot_process("--brain", "echo", "--db", db) as first:
+        async with json_client(first.url) as ws:
+            session = (await expect(ws, "welcome"))["session"]
+            for n in range(5):
+                ack, _ = await say(ws, f"message {n}")
+                acknowledged.append(f"message {n}")
+            # One more, acknowledged, then the server is killed at once: no time to flush.
+            await ws.send(json.dumps({"type": "message", "text": "last words"}))
+            await expect(ws, "ack")
+            acknowledged.append("last words")
+            first.process.send_signal(signum)
+            assert await first.process.wait() == (0 if signum == signal.SIGTERM else -signum)
+    async with chatbot_process("--brain", "echo", "--db", db) as second:
+        async with json_client(second.url) as ws:
+            await expect(ws, "welcome")
+            await ws.send(json.dumps({"type": "resume", "session": session}))
+            history = await expect(ws, "history")
+            said = [m["text"] for m in history["messages"] if m["role"] == "user"]
+            assert said == acknowledged
+            # The bot remembers the conversation too: the next seq follows the history.
+            ack, end = await say(ws, "after the restart")
+            assert ack["seq"] == history["messages"][-1]["seq"] + 1
+            assert end["text"] == "after the restart"
+
+
+async def test_resume_an_unknown_session_is_an_error_and_the_connection_stays() -> None:
+    async with serve(port=0) as server, json_client(server.url) as ws:
+        await expect(ws, "welcome")
+        await ws.send(json.dumps({"type": "resume", "session": "nope", "id": "r"}))
+        error = await expect(ws, "error")
+        assert (error["code"], error["id"]) == ("unknown_session", "r")
+        _, end = await say(ws, "still here")
+        assert end["text"] == "still here"
+
+
+async def test_the_brain_keeps_its_context_across_a_resume() -> None:
+    def count(message: str, conversation: Conversation) -> str:
+        return f"turn {len(conversation.turns) // 2 + 1}"
+
+    async with serve(count, port=0) as server:
+        async with json_client(server.url) as ws:
+            session = (await expect(ws, "welcome"))["session"]
+            assert [(await say(ws, "x"))[1]["text"] for _ in range(2)] == ["turn 1", "turn 2"]
+        async with json_client(server.url) as ws:
+            await expect(ws, "welcome")
+            await ws.send(json.dumps({"type": "resume", "session": session}))
+            await expect(ws, "history")
+            assert (await say(ws, "x"))[1]["text"] == "turn 3"
+
+
+async def test_room_members_see_each_others_messages_and_the_bots_replies() -> None:
+    async with serve(port=0) as server:
+        async with (
+            json_client(server.url) as ada,
+            json_client(server.url) as bob,
+            json_client(server.url) as cy,
+        ):
+            for ws, name in [(ada, "Ada"), (bob, "Bob"), (cy, "Cy")]:
+                await expect(ws, "welcome")
+                await ws.send(json.dumps({"type": "join", "room": "lab", "name": name}))
+                assert (await expect(ws, "history"))["room"] == "lab"
+            presence = await expect(ada, "presence")
+            assert presence == {
+                "type": "presence",
+                "room": "lab",
+                "event": "join",
+                "name": "Ada",
+                "members": 1,
+            }
+            await ada.send(json.dumps({"type": "message", "text": "hello room"}))
+            ack = await expect(ada, "ack")
+            for ws in (bob, cy):
+                message = await expect(ws, "message")
+                assert message == {
+                    "type": "message",
+                    "room": "lab",
+                    "seq": ack["seq"],
+                    "author": "Ada",
+                    "text": "hello room",
+                }
+            for ws in (ada, bob, cy):
+                end = await expect(ws, "reply.end")
+                assert end["text"] == "hello room"
+            await bob.send(json.dumps({"type": "leave"}))
+            left = await expect(ada, "presence")
+            while left["event"] != "leave":
+                left = await expect(ada, "presence")
+            assert (left["name"], left["members"]) == ("Bob", 2)
+
+
+async def test_a_client_that_stops_reading_is_disconnected_and_does_not_slow_the_room(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A chatty brain: 8 MB per reply, more than the kernel buffers for a client that never
+    # reads: once they are full, the stuck member's queue fills.
+    async def chatty(message: str) -> AsyncIterator[str]:
+        for n in range(2000):
+            yield f"{n:<4}" * 1000
+            await asyncio.sleep(0)
+
+    limits = Limits(send_queue=50)
+    # close_timeout: how long the server waits for a closing handshake the stuck client cannot
+    # answer before it drops the TCP connection.
+    async with serve(chatty, port=0, limits=limits, close_timeout=1) as server:
+        stuck = await stuck_client(server.port)
+        try:
+            async with connect(
+                server.url,
+                subprotocols=[PROTOCOL],
+                proxy=None,
+                max_size=None,  # type: ignore[list-item]
+            ) as reader:
+                await expect(reader, "welcome")
+                stuck.write(masked_text_frame(json.dumps({"type": "join", "room": "lab"})))
+                await reader.send(json.dumps({"type": "join", "room": "lab"}))
+                await expect(reader, "history")
+                await reader.send(json.dumps({"type": "message", "text": "go"}))
+                end = await expect(reader, "reply.end")
+                # The reader got the whole reply while the stuck member's queue overflowed.
+                assert end["status"] == "complete"
+                assert end["text"] == "".join(f"{n:<4}" * 1000 for n in range(2000))
+                # The server let go of the stuck client (it never reads, so it cannot notice).
+                closed = await server.log.wait_for("close", client=1, timeout=30)
+                assert closed.detail.startswith(("1008", "1006"))
+                assert server.connections == 1
+        finally:
+            stuck.transport.abort()
+    assert "disconnecting a client that stopped reading (50 waiting)" in caplog.messages
+
+
+async def test_a_client_that_disconnects_mid_reply_leaves_no_task_behind() -> None:
+    brain = Countdown()
+    async with serve(brain, port=0) as server:
+        before = len(asyncio.all_tasks())
+        ws = await json_client(server.url)
+        welcome = await expect(ws, "welcome")
+        await ws.send(json.dumps({"type": "message", "text": "count"}))
+        await expect(ws, "reply.chunk")
+        await ws.close()
+        await asyncio.wait_for(brain.released.wait(), 10)
+        await server.log.wait_for("close", client=1)
+        for _ in range(100):  # let the handler's last await return (bounded)
+            if len(asyncio.all_tasks()) <= before:
+                break
+            await asyncio.sleep(0.01)
+        assert len(asyncio.all_tasks()) == before
+        assert server.hub is not None
+        stored = await server.hub.store.history(welcome["session"])
+        assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("bot", "partial")]
+
+
+async def test_shutdown_mid_reply_sends_1001_and_stores_the_partial_reply(tmp_path: Path) -> None:
+    brain = Countdown()
+    store = await Store.open(tmp_path / "chat.sqlite3")
+    try:
+        async with serve(brain, port=0, store=store) as chat:
+            ws = await json_client(chat.url)
+            welcome = await expect(ws, "welcome")
+            await ws.send(json.dumps({"type": "message", "text": "count"}))
+            await expect(ws, "reply.chunk")
+        # Leaving `async with serve` closed the server: 1001, and the handlers finished.
+        await ws.wait_closed()
+        assert ws.close_code == 1001
+        stored = await store.history(welcome["session"])
+        assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("bot", "partial")]
+        assert stored[1].text.startswith("200 ")
+    finally:
+        await store.close()
+
+
+async def test_a_failing_brain_gives_that_client_an_error_and_the_server_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def fragile(message: str) -> str:
+        if message == "boom":
+            raise ValueError("internal detail")
+        return message
+
+    async with (
+        serve(fragile, port=0) as server,
+        json_client(server.url) as ws,
+        json_client(server.url) as other,
+    ):
+        await expect(ws, "welcome")
+        await expect(other, "welcome")
+        await ws.send(json.dumps({"type": "message", "text": "boom"}))
+        error = await expect(ws, "error")
+        assert error == {
+            "type": "error",
+            "code": "brain_failed",
+            "message": "Sorry, something went wrong on my side. Please try again.",
+        }
+        end = await expect(ws, "reply.end")
+        assert end["text"] == error["message"]
+        assert (await say(other, "fine"))[1]["text"] == "fine"
+        assert (await say(ws, "again"))[1]["text"] == "again"
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout() -> None:
+    async with (
+        serve(port=0, limits=Limits(idle_timeout=0.2)) as server,
+        json_client(server.url) as ws,
+    ):
+        await expect(ws, "welcome")
+        await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (1000, "idle timeout")
+        assert (
+            str(await server.log.wait_for("close", client=1)) == "client 1   close    idle timeout"
+        )
+
+
+async def test_keepalive_pings_drop_a_peer_that_does_not_answer() -> None:
+    # The stuck client never reads, so it never answers a ping.
+    limits = Limits(ping_interval=0.1, ping_timeout=0.1)
+    async with serve(port=0, limits=limits, close_timeout=0.5) as server:
+        stuck = await stuck_client(server.port)
+        try:
+            closed = await server.log.wait_for("close", client=1, timeout=20)
+            assert closed.detail.startswith(("1011", "1006"))
+            assert server.connections == 0
+        finally:
+            stuck.transport.abort()
