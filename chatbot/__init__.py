@@ -66,6 +66,7 @@ from chatbot.protocol import (
 from chatbot.rules import DEFAULT_FALLBACK, DEFAULT_RULES, Rule, RulesBrain
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, ChatServer, echo, serve
 from chatbot.store import SCHEMA_VERSION, SessionRecord, Store, StoredMessage, StoreError
+from chatbot.web import PAGE, http_response, page, page_url
 
 __all__ = [
     "BM25_B",
@@ -85,6 +86,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "MAX_QUESTION_CHARS",
     "NO_ANSWER",
+    "PAGE",
     "PROTOCOL",
     "SCHEMA_VERSION",
     "SORRY",
@@ -141,9 +143,12 @@ __all__ = [
     "build_parser",
     "echo",
     "encode",
+    "http_response",
     "load_brain",
     "main",
     "origin_allowed",
+    "page",
+    "page_url",
     "parse",
     "reply_text",
     "run",

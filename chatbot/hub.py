@@ -277,9 +277,10 @@ class Hub:
             client.private = await self._attach(client, record.id, None, record.state)
             await self._serve(client)
         finally:
-            for channel in (client.room, client.private):
-                if channel is not None:
-                    await self._detach(client, channel)
+            if client.room is not None:
+                await self._leave(client)  # the room is told, as for an explicit leave
+            if client.private is not None:
+                await self._detach(client, client.private)
             await client.outbox.close()
 
     async def _serve(self, client: Client) -> None:
@@ -351,8 +352,8 @@ class Hub:
             self._refuse(
                 client,
                 "busy",
-                f"{self.limits.pending_messages} messages are already waiting for the bot: "
-                "wait for its replies, then send this again.",
+                f"Messages already waiting for the bot: {self.limits.pending_messages}. "
+                "Wait for its replies, then send this again.",
                 request.id,
             )
             return

@@ -40,6 +40,11 @@ __all__ = [
 PROTOCOL = "chatbot.v1"
 """The WebSocket subprotocol name that selects this protocol."""
 
+MAX_DEPTH = 32  # arrays and objects nested deeper are refused: our messages are flat
+TOO_DEEP = (
+    f"The frame nests arrays or objects more than {MAX_DEPTH} deep: send one flat JSON object, "
+    'like {"type": "message", "text": "hello"}.'
+)
 MAX_ID_CHARS = 64
 MAX_NAME_CHARS = 32
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -136,6 +141,8 @@ def parse(frame: str | bytes, *, max_chars: int) -> ClientMessage:
             "binary_not_supported",
             "Binary frames are not supported: send text frames containing JSON.",
         )
+    if frame.count("[") + frame.count("{") > MAX_DEPTH and _depth(frame) > MAX_DEPTH:
+        raise ProtocolError("invalid_json", TOO_DEEP)
     try:
         data = json.loads(frame)
         # JSON can spell lone surrogates ("\ud800"): not text, and they break UTF-8 on the way
@@ -143,12 +150,8 @@ def parse(frame: str | bytes, *, max_chars: int) -> ClientMessage:
         # with a \u escape can hold one, so the others skip the check.
         if "\\u" in frame:
             json.dumps(data, ensure_ascii=False).encode()
-    except RecursionError:  # "[[[[...": deeper than Python's recursion limit
-        raise ProtocolError(
-            "invalid_json",
-            "The frame nests arrays or objects too deeply: send one flat JSON object, "
-            'like {"type": "message", "text": "hello"}.',
-        ) from None
+    except RecursionError:  # deeper than Python's recursion limit: _depth() should catch it first
+        raise ProtocolError("invalid_json", TOO_DEEP) from None
     except ValueError as exc:  # JSONDecodeError; UnicodeEncodeError from a lone surrogate
         raise ProtocolError(
             "invalid_json",
@@ -175,6 +178,29 @@ def parse(frame: str | bytes, *, max_chars: int) -> ClientMessage:
             id=id,
         )
     return _PARSERS[kind](data, id, max_chars)
+
+
+def _depth(frame: str) -> int:
+    # The deepest nesting of arrays and objects, brackets inside strings not counted. Only
+    # frames with many brackets get here, so this Python loop never runs for chat messages.
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in frame:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _parse_message(data: dict[str, Any], id: str | None, max_chars: int) -> Say:

@@ -36,6 +36,7 @@ from chatbot.hub import Hub
 from chatbot.limits import Limits, TokenBucket, origin_allowed
 from chatbot.protocol import PROTOCOL
 from chatbot.store import Store
+from chatbot.web import http_response
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ChatServer", "echo", "serve"]
 
@@ -174,9 +175,10 @@ class ChatServer:
         return f"<ChatServer {state}>"
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        # Plain HTTP on the WebSocket port. Route on the path without its query string.
-        if urlsplit(request.path).path == "/healthz":
-            return connection.respond(HTTPStatus.OK, "ok\n")
+        # Plain HTTP on the WebSocket port: /healthz, the chat page (notebook 06), 404.
+        if (response := http_response(connection, request)) is not None:
+            return response
+        # A WebSocket handshake: check where it comes from, and whether there is room.
         origin, host = request.headers.get("Origin"), request.headers.get("Host")
         if not origin_allowed(origin, host, self.limits.allowed_origins):
             # A page on another site must not talk to this server in its visitor's name.

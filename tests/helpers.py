@@ -42,6 +42,8 @@ class ServerProcess:
 async def chatbot_process(*args: str) -> AsyncIterator[ServerProcess]:
     """Start ``python -m chatbot --port 0 ARGS``; wait for its address; kill it if still alive."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if "--db" not in args:
+        args = (*args, "--db", ":memory:")  # leave no database file behind
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -40,3 +40,14 @@ def test_notebook_runs_twice_in_one_kernel(path: Path) -> None:
                 # raises-exception.
                 client.execute_cell(cell, index)
             assert run  # both runs completed
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_committed_with_its_outputs(path: Path) -> None:
+    # nbval compares only cells that were executed in the stored notebook: a notebook saved
+    # without running it would pass without checking anything. Run tools/run_notebooks.py.
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    unrun = [n for n, cell in enumerate(code) if cell.execution_count is None]
+    assert not unrun, f"{path.name}: code cells {unrun} have no stored run"
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
