@@ -58,6 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s; :memory: keeps nothing)",
     )
     parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        default=Limits.max_connections,
+        help="clients at once; more are refused with HTTP 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        metavar="PER_SECOND",
+        type=float,
+        default=Limits.messages_per_second,
+        help="messages per second per connection, on average (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--burst",
+        metavar="N",
+        type=int,
+        default=Limits.burst,
+        help="messages at once before --rate applies (default: %(default)s)",
+    )
+    parser.add_argument(
         "--allow-origin",
         metavar="ORIGIN",
         action="append",
@@ -121,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        limits = Limits(allowed_origins=tuple(args.allow_origin))
+        limits = Limits(
+            max_connections=args.max_connections,
+            messages_per_second=args.rate,
+            burst=args.burst,
+            allowed_origins=tuple(args.allow_origin),
+        )
         asyncio.run(run(args.host, args.port, brain, db=args.db, limits=limits))
     except KeyboardInterrupt:
         pass

@@ -46,6 +46,7 @@ DEFAULT_PORT = 8000
 logger = logging.getLogger("chatbot.server")
 
 TEXT_ONLY = "Sorry, I only understand text messages."
+HISTORY_TURNS = 200  # the turns a brain sees in plain-text mode (as in JSON mode)
 
 
 def echo(message: str) -> str:
@@ -94,6 +95,9 @@ class ChatServer:
             self._store = await Store.open(":memory:")
         self.hub = Hub(self.brain, self._store, self.limits, self.log)
         options: dict[str, Any] = {
+            # No permessage-deflate: chat messages are short, and compression costs CPU on every
+            # frame and ~50 KiB of memory per connection (benchmarks/README.md has the figures).
+            "compression": None,
             "max_size": self.limits.max_frame_bytes,  # bigger frames: closed with 1009
             "ping_interval": self.limits.ping_interval,
             "ping_timeout": self.limits.ping_timeout,
@@ -247,6 +251,7 @@ class ChatServer:
             self.log.record("error", client, "the brain failed")
             reply = SORRY
         conversation.turns += [Turn("user", message), Turn("bot", reply)]
+        del conversation.turns[:-HISTORY_TURNS]  # a long conversation must not grow forever
         return reply
 
 

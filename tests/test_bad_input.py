@@ -410,8 +410,7 @@ async def test_too_many_pending_messages_get_busy() -> None:
         await ws.send({"type": "message", "text": "one too many", "id": "m4"})
         await ws.expect_error(
             "busy",
-            "Messages already waiting for the bot: 2. Wait for its replies, then send this "
-            "again.",
+            "Messages already waiting for the bot: 2. Wait for its replies, then send this again.",
             id="m4",
         )
         gate.set()

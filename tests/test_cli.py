@@ -126,3 +126,16 @@ def test_console_script_is_installed_next_to_python() -> None:
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stdout.startswith("usage: python -m chatbot ")
+
+
+async def test_limits_from_the_command_line() -> None:
+    from websockets.exceptions import InvalidStatus
+
+    args = ("--brain", "echo", "--max-connections", "1", "--rate", "1", "--burst", "2")
+    async with chatbot_process(*args) as server, client(server.url) as ws:
+        with pytest.raises(InvalidStatus) as refused:
+            await client(server.url)
+        assert refused.value.response.status_code == 503
+        replies = [await chat(ws, f"m{n}") for n in range(3)]
+    assert replies[:2] == ["m0", "m1"]
+    assert replies[2].startswith("Slow down: at most 1 messages per second.")
