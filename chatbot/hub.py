@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,7 @@ class Channel:
     current: asyncio.Task[None] | None = None
     stop_requested: bool = False
     worker: asyncio.Task[None] | None = None
+    saved_state: str = "{}"  # the brain's memory as last saved, as JSON
     reserved: int = 0  # slots taken by messages being stored, not queued yet
 
     def __post_init__(self) -> None:
@@ -217,7 +219,12 @@ class Channel:
         self.broadcast(protocol.reply_end(reply, text, saved.seq, status))
         hub.log.record("reply", item.client.number, f"{status} {text[:50]!r}")
         if self.room is None:
-            await hub.store.save_session(self.id, state=self.conversation.state)
+            # Saved only when the brain's memory changed: most replies of most brains leave it
+            # as it was, and a write that changes nothing still costs a commit.
+            state = json.dumps(self.conversation.state, sort_keys=True, default=repr)
+            if state != self.saved_state:
+                await hub.store.save_session(self.id, state=self.conversation.state)
+                self.saved_state = state
         if cancelled:
             raise asyncio.CancelledError
 
@@ -440,6 +447,7 @@ class Hub:
                 stored = await self.store.history(id, limit=HISTORY_TURNS)
                 turns = [Turn("user" if m.role == "user" else "bot", m.text) for m in stored]
                 channel = Channel(self, id, room, Conversation(turns, dict(state)))
+                channel.saved_state = json.dumps(state, sort_keys=True, default=repr)
                 self.channels[id] = channel
             channel.audience.add(client)
             return channel

@@ -417,3 +417,25 @@ async def test_keepalive_pings_drop_a_peer_that_does_not_answer() -> None:
             assert server.connections == 0
         finally:
             stuck.transport.abort()
+
+
+async def test_the_brains_memory_survives_a_restart(tmp_path: Path) -> None:
+    # ELIZA's last reply in the 1966 paper comes from its memory of the third exchange, and
+    # from its counter: both must come back from the database after a restart.
+    from chatbot.eliza import ElizaBrain
+    from tests.test_eliza import CACM_1966
+
+    *before, (last_said, last_reply) = CACM_1966
+    async with await Store.open(tmp_path / "chat.sqlite3") as store:
+        async with serve(ElizaBrain(), port=0, store=store) as server:
+            async with json_client(server.url) as ws:
+                session = (await expect(ws, "welcome"))["session"]
+                for said, reply in before:
+                    assert (await say(ws, said))[1]["text"] == reply
+    async with await Store.open(tmp_path / "chat.sqlite3") as store:
+        async with serve(ElizaBrain(), port=0, store=store) as server:
+            async with json_client(server.url) as ws:
+                await expect(ws, "welcome")
+                await ws.send(json.dumps({"type": "resume", "session": session}))
+                await expect(ws, "history")
+                assert (await say(ws, last_said))[1]["text"] == last_reply
