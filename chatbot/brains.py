@@ -38,6 +38,7 @@ __all__ = [
     "NoAnswer",
     "Turn",
     "as_brain",
+    "failure_reply",
     "load_brain",
     "reply_text",
     "shutdown_process_pool",
@@ -133,6 +134,21 @@ async def reply_text(brain: Brain, message: str, conversation: Conversation) -> 
                 raise TypeError(f"brain {brain.name!r} must yield str chunks, got {chunk!r}")
             chunks.append(chunk)
     return "".join(chunks)
+
+
+def failure_reply(exc: BaseException) -> tuple[str | None, str]:
+    """Say what the user reads when a brain could not answer, and the error code for programs.
+
+    Returns:
+        ``(None, NO_ANSWER)`` for :class:`NoAnswer` (not an error: no brain had an answer),
+        ``("brain_error", message)`` for :class:`BrainError` (its message is for the user),
+        ``("brain_failed", SORRY)`` for anything else: log the traceback, show no internals.
+    """
+    if isinstance(exc, NoAnswer):
+        return None, NO_ANSWER
+    if isinstance(exc, BrainError):
+        return "brain_error", str(exc)
+    return "brain_failed", SORRY
 
 
 class EchoBrain(Brain):

@@ -25,7 +25,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from chatbot import protocol
-from chatbot.brains import NO_ANSWER, SORRY, Brain, BrainError, Conversation, NoAnswer, Turn
+from chatbot.brains import Brain, Conversation, Turn, failure_reply
 from chatbot.events import EventLog
 from chatbot.limits import Limits, TokenBucket
 from chatbot.protocol import Join, Leave, ProtocolError, Resume, Say, Stop, Typing
@@ -238,16 +238,14 @@ class Channel:
     def _failure(self, exc: BaseException, client: Client) -> str:
         # The reply becomes a short text the user can read; the one who asked also gets an
         # error message, so a program can tell. Internals go to the server's log only.
-        if isinstance(exc, NoAnswer):
-            return NO_ANSWER
-        if isinstance(exc, BrainError):
-            self.hub.log.record("error", client.number, str(exc))
-            client.send(protocol.error("brain_error", str(exc)))
-            return str(exc)
-        logger.error("brain %r failed in %s", self.hub.brain, self.id, exc_info=exc)
-        self.hub.log.record("error", client.number, "the brain failed")
-        client.send(protocol.error("brain_failed", SORRY))
-        return SORRY
+        code, text = failure_reply(exc)
+        if code == "brain_failed":
+            logger.error("brain %r failed in %s", self.hub.brain, self.id, exc_info=exc)
+        if code is not None:
+            event = text if code == "brain_error" else "the brain failed"
+            self.hub.log.record("error", client.number, event)
+            client.send(protocol.error(code, text))
+        return text
 
 
 class Hub:

@@ -20,17 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from chatbot.brains import (
-    NO_ANSWER,
-    SORRY,
-    BrainError,
-    BrainLike,
-    Conversation,
-    NoAnswer,
-    Turn,
-    as_brain,
-    reply_text,
-)
+from chatbot.brains import BrainLike, Conversation, Turn, as_brain, failure_reply, reply_text
 from chatbot.events import EventLog
 from chatbot.hub import Hub
 from chatbot.limits import Limits, TokenBucket, origin_allowed
@@ -240,16 +230,13 @@ class ChatServer:
         # Plain-text clients get the whole reply as one message: collect the stream.
         try:
             reply = await reply_text(self.brain, message, conversation)
-        except NoAnswer:
-            reply = NO_ANSWER
-        except BrainError as exc:
-            self.log.record("error", client, str(exc))
-            reply = str(exc)  # written for the user to read
-        except Exception:
-            # The traceback goes to the server's log; the user gets no internals.
-            logger.exception("brain %r failed on client %d's message", self.brain, client)
-            self.log.record("error", client, "the brain failed")
-            reply = SORRY
+        except Exception as exc:
+            code, reply = failure_reply(exc)  # words for the user, never internals
+            if code == "brain_failed":  # a bug: the traceback goes to the server's log
+                logger.exception("brain %r failed on client %d's message", self.brain, client)
+            if code is not None:
+                event = reply if code == "brain_error" else "the brain failed"
+                self.log.record("error", client, event)
         conversation.turns += [Turn("user", message), Turn("bot", reply)]
         del conversation.turns[:-HISTORY_TURNS]  # a long conversation must not grow forever
         return reply

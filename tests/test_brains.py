@@ -24,8 +24,7 @@ from chatbot import (
     reply_text,
     serve,
 )
-from chatbot.brains import shutdown_process_pool
-from chatbot.server import NO_ANSWER
+from chatbot.brains import NO_ANSWER, shutdown_process_pool
 from tests.helpers import chat, client, pid_reply
 
 

@@ -10,7 +10,8 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 
 from chatbot import ChatServer, EventLog, echo, serve
-from chatbot.server import SORRY, TEXT_ONLY
+from chatbot.brains import SORRY
+from chatbot.server import TEXT_ONLY
 from tests.helpers import chat, client
 
 
