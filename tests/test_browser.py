@@ -438,6 +438,8 @@ async def test_room_members_see_each_other_and_the_bot() -> None:
             # the page does not join a second time, so Ada sees him come back once.
             await bob.reload()
             await expect(status(bob)).to_have_attribute("data-state", "connected")
+            # The room's history is drawn again before Bob speaks, so chat() counts from it.
+            await expect(bot_replies(bob).locator(".text")).to_have_text("You said: hello room")
             await chat(bob, "back again")
             await expect(ada.locator("#log .msg").last.locator(".text")).to_have_text(
                 "You said: back again"
