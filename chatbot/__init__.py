@@ -41,6 +41,7 @@ from chatbot.faq import (
 )
 from chatbot.hub import Channel, Client, Hub, Outbox
 from chatbot.lag import LagMonitor
+from chatbot.launch import PORT_TRIES, Launched, launch, launched, stop_launched
 from chatbot.limits import Limits, TokenBucket, origin_allowed
 from chatbot.llm import (
     DEFAULT_LLM_CONNECT_TIMEOUT,
@@ -88,6 +89,7 @@ __all__ = [
     "MAX_QUESTION_CHARS",
     "NO_ANSWER",
     "PAGE",
+    "PORT_TRIES",
     "PROTOCOL",
     "SCHEMA_VERSION",
     "SORRY",
@@ -117,6 +119,7 @@ __all__ = [
     "KnowledgeBase",
     "KnowledgeBaseError",
     "LagMonitor",
+    "Launched",
     "Leave",
     "Limits",
     "LlmBrain",
@@ -146,6 +149,8 @@ __all__ = [
     "encode",
     "failure_reply",
     "http_response",
+    "launch",
+    "launched",
     "load_brain",
     "main",
     "origin_allowed",
@@ -158,5 +163,6 @@ __all__ = [
     "shutdown_process_pool",
     "start_background",
     "stop_background",
+    "stop_launched",
     "tokens",
 ]
