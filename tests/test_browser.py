@@ -19,7 +19,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 from playwright.async_api import Browser, Dialog, Locator, Page, async_playwright, expect
 
 from chatbot import AssistantBrain, Conversation, FunctionBrain, reply_text, serve
@@ -587,3 +589,48 @@ async def test_page_fits_desktop_and_phone_screens() -> None:
                     await page.screenshot(path=ROOT / "docs" / f"screenshot-{name}.png")
                 gate.set()
                 await expect(bot_replies(page).last).to_have_attribute("data-status", "complete")
+
+
+# The workshop's finale: the last notebook launches the server, and a browser chats with it.
+
+
+@pytest.mark.notebooks
+async def test_browser_chats_with_the_server_the_last_notebook_launched(tmp_path: Path) -> None:
+    # The notebook runs in a copy, so its workshop.sqlite3 goes to a temporary folder.
+    source = ROOT / "notebooks" / "08_launch.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    code = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    for index in code:
+        notebook.cells[index].outputs = []  # only what this run prints counts
+    # The last code cell stops the server: a learner runs it when the workshop is over.
+    stop_at = code[-1]
+    assert "await stop_launched()" in notebook.cells[stop_at].source
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    async with client.async_setup_kernel():
+        # Every cell before the stop cell, as a learner runs them: the kernel stays responsive.
+        for index, cell in enumerate(notebook.cells[:stop_at]):
+            await client.async_execute_cell(cell, index)
+        printed = [
+            output.get("text", "")
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+        ]
+        found = re.search(
+            r"Chatbot \(assistant\) serving on (http://127\.0\.0\.1:\d+/)", "".join(printed)
+        )
+        assert found, f"the launch cell printed no address: {printed}"
+        async with browser_page() as page:
+            await open_chat(page, found.group(1))
+            await chat(page, "Hello!", re.compile(r"^Hello! I'm the workshop's chatbot\."))
+            await chat(page, "What is asyncio?", re.compile(r"^`asyncio` is Python's standard"))
+        stop = notebook.cells[stop_at]
+        await client.async_execute_cell(stop, stop_at)
+        assert "".join(output.get("text", "") for output in stop.outputs) == (
+            "stopped: True\nstill running: None\n"
+        )
