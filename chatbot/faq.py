@@ -106,6 +106,7 @@ def tokens(text: str) -> list[str]:
     return [_singular(word) for word in found]
 
 
+@lru_cache(maxsize=8192)  # words recur from message to message: strip each one once
 def _singular(word: str) -> str:
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"  # entries -> entry
@@ -427,8 +428,13 @@ class KnowledgeBase:
             possible += self._best[word]
             for index, weight in found:
                 scores[index] = scores.get(index, 0.0) + weight
-        # Ties go to the entry written first, so results never depend on hashing order.
-        ranked = sorted(scores, key=lambda index: (-scores[index], index))[:limit]
+        # Ties go to the entry written first, so results never depend on hashing order. One
+        # match (what FaqBrain asks for) needs no sort: a pass of max() finds it.
+        if limit == 1 and scores:
+            best = max(scores.values())
+            ranked = [min(index for index, score in scores.items() if score == best)]
+        else:
+            ranked = sorted(scores, key=lambda index: (-scores[index], index))[:limit]
         return [
             Match(self._entries[index], scores[index], min(1.0, scores[index] / possible))
             for index in ranked

@@ -595,3 +595,11 @@ def test_entry_added_twice_across_files_is_reported(knowledge: KnowledgeBase) ->
         "course.md, line 1: the question 'What is asyncio?' has the same words as 'What is "
         f"asyncio?' ({knowledge.entries[0].source}, line 11); merge the two entries or reword one"
     )
+
+
+def test_the_best_match_alone_is_the_first_of_the_ranking(knowledge: KnowledgeBase) -> None:
+    # search(limit=1) finds the best entry without sorting; it must agree with the full ranking.
+    questions = [text for entry in knowledge.entries for text in (entry.question, *entry.phrasings)]
+    questions += [question for question, _ in ON_TOPIC] + OFF_TOPIC
+    for question in questions:
+        assert knowledge.search(question, limit=1) == knowledge.search(question, limit=5)[:1]
