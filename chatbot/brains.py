@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import inspect
 import multiprocessing
+import os
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -172,12 +173,16 @@ def process_pool() -> concurrent.futures.ProcessPoolExecutor:
     """Return the shared process pool for ``offload="process"``, creating it on first use.
 
     Its processes are *spawned*, not forked: forking a process that runs threads (asyncio's
-    default executor does) can deadlock, and Python 3.12+ warns about it.
+    default executor does) can deadlock, and Python 3.12+ warns about it. It has one process
+    per core but one (at least one process): that core stays with the event loop, which would
+    otherwise take turns with busy pool processes and answer everyone late. Replies beyond
+    the pool's size wait in its queue, without holding up the loop.
     """
     global _process_pool
     if _process_pool is None:
         context = multiprocessing.get_context("spawn")
-        _process_pool = concurrent.futures.ProcessPoolExecutor(mp_context=context)
+        workers = max(1, (os.cpu_count() or 1) - 1)
+        _process_pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
     return _process_pool
 
 
