@@ -1,0 +1,93 @@
+"""benchmarks/brains.py: every shipped brain is measured over the shipped knowledge base.
+
+Figures are measured, never asserted: no test here compares a time with a number.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from chatbot.faq import KnowledgeBase
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "brains.py"
+SMOKE_TIMEOUT = 120  # seconds; the smoke run takes about three
+SHIPPED = ["echo", "rules", "eliza", "faq", "assistant"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def benchmark(monkeypatch_module: pytest.MonkeyPatch) -> ModuleType:
+    # benchmarks/ is a folder of scripts, not a package: load the script from its file.
+    monkeypatch_module.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("benchmarks_brains", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch_module.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("brains")
+    result = run("--smoke", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {"stdout": result.stdout, "report": json.loads((out / "brains-smoke.json").read_text())}
+
+
+def test_corpus_asks_every_faq_question_and_phrasing(benchmark: ModuleType) -> None:
+    knowledge = KnowledgeBase.load()
+    corpus = benchmark.corpus(knowledge)
+    for entry in knowledge.entries:
+        assert entry.question in corpus["faq"]
+        assert set(entry.phrasings) <= set(corpus["faq"])
+    assert len(corpus["faq"]) == sum(1 + len(entry.phrasings) for entry in knowledge.entries)
+    assert corpus["cacm"][0] == "Men are all alike."
+    assert set(corpus) == {"faq", "cacm", "rules", "chat"}
+
+
+def test_smoke_measures_every_shipped_brain_but_llm(smoke: dict[str, Any]) -> None:
+    report = smoke["report"]
+    assert list(report["brains"]) == SHIPPED
+    corpora = report["corpora"]
+    for name, figures in report["brains"].items():
+        assert figures["replies"] > 0, name
+        assert figures["replies"] == sum(c["replies"] for c in figures["corpora"].values())
+        assert set(figures["corpora"]) == set(corpora)
+        assert 0 < figures["median_us"] <= figures["p99_us"] <= figures["max_us"], name
+        # Each reply's first chunk comes before its end.
+        assert figures["first_chunk"]["median_us"] <= figures["median_us"], name
+        assert len(figures["slowest"]) == 5
+    for name in SHIPPED:
+        assert f"\n{name} " in smoke["stdout"]
+
+
+def test_llm_is_refused_with_the_reason() -> None:
+    result = run("--brains", "llm", "--smoke")
+    assert result.returncode == 2
+    assert result.stderr == "error: llm needs an HTTP endpoint; it is not measured here\n"
