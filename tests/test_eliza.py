@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from chatbot.brains import Conversation
 from chatbot.eliza import (
+    _NORMALISE,
     MAX_TEXT,
     AnyOf,
     Eliza,
@@ -24,6 +26,7 @@ from chatbot.eliza import (
     _last_cell,
     _match,
     _slip_hash,
+    _words,
 )
 
 # The conversation printed in Weizenbaum, "ELIZA - A Computer Program For the Study of Natural
@@ -407,3 +410,16 @@ def test_match_finds_what_a_backtracking_search_finds() -> None:
         assert _match(pattern, words, tags) == expected, (pattern, words)
         matched += expected is not None
     assert matched > 2_000  # the patterns do match, often enough to test the parts
+
+
+def test_words_split_like_the_1966_reader() -> None:
+    # Periods and commas are words of their own; anything else splits at white space.
+    assert _words("Well, my boyfriend made me come here.") == [
+        "WELL", ",", "MY", "BOYFRIEND", "MADE", "ME", "COME", "HERE", ".",
+    ]  # fmt: skip
+    rng = random.Random(1966)
+    alphabet = [*"ab., \t\n", "\u00a0", "\u2028", "\x1c", "\x85", "é"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        expected = re.findall(r"[.,]|[^\s.,]+", text.upper().translate(_NORMALISE))
+        assert _words(text) == expected, text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from chatbot.brains import Brain, Conversation, NoAnswer
 from chatbot.errors import ChatbotError
 from chatbot.faq import (
+    _WORD,
     DEFAULT_THRESHOLD,
     MAX_QUESTION_CHARS,
     Entry,
@@ -18,6 +20,7 @@ from chatbot.faq import (
     KnowledgeBase,
     KnowledgeBaseError,
     Match,
+    _words,
     tokens,
 )
 
@@ -603,3 +606,16 @@ def test_the_best_match_alone_is_the_first_of_the_ranking(knowledge: KnowledgeBa
     questions += [question for question, _ in ON_TOPIC] + OFF_TOPIC
     for question in questions:
         assert knowledge.search(question, limit=1) == knowledge.search(question, limit=5)[:1]
+
+
+def test_words_are_those_of_the_word_pattern_ascii_or_not() -> None:
+    # ASCII text is split without the regular expression: it must find the same words.
+    rng = random.Random(2024)
+    alphabet = [*"ab_ 1.-'\t\x00\x7f", "\u00b2", "é", "\u0660", "ǅ", "\u00a0"]
+    for characters in ([c for c in alphabet if c.isascii()], alphabet):
+        for _ in range(20_000):
+            text = "".join(rng.choice(characters) for _ in range(rng.randint(0, 14)))
+            assert _words(text) == _WORD.findall(text), text
+    assert _words("asyncio.to_thread and __init__ or a__b_") == [
+        "asyncio", "to_thread", "and", "init", "or", "a", "b",
+    ]  # fmt: skip
