@@ -262,7 +262,7 @@ async def _serve_until_stopped(kind: str) -> None:
 def _run_chatbot(argv: Sequence[str]) -> int:
     # `python -m chatbot` (chatbot.cli.main) with BENCHMARK_LIMITS: same parser, same run().
     from chatbot.brains import load_brain, shutdown_process_pool
-    from chatbot.cli import build_parser, run
+    from chatbot.cli import build_parser, loop_factory, run
     from chatbot.limits import Limits
 
     args = build_parser().parse_args(list(argv))
@@ -270,8 +270,12 @@ def _run_chatbot(argv: Sequence[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     limits = Limits(allowed_origins=tuple(args.allow_origin), **BENCHMARK_LIMITS)  # type: ignore[arg-type]
+    name, factory = loop_factory(args.loop)  # as in chatbot.cli.main: uvloop if installed
+    logging.getLogger("chatbot.cli").info("event loop: %s", name)
+    brain = load_brain(args.brain)
     try:
-        asyncio.run(run(args.host, args.port, load_brain(args.brain), db=args.db, limits=limits))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(run(args.host, args.port, brain, db=args.db, limits=limits))
     finally:
         shutdown_process_pool()
     return 0

@@ -23,7 +23,7 @@ from chatbot.brains import (
     reply_text,
     shutdown_process_pool,
 )
-from chatbot.cli import DEFAULT_BRAIN, DEFAULT_DB, build_parser, main, run
+from chatbot.cli import DEFAULT_BRAIN, DEFAULT_DB, build_parser, loop_factory, main, run
 from chatbot.eliza import Eliza, ElizaBrain, ElizaScript, ElizaStateError, ScriptError
 from chatbot.errors import ChatbotError, PortInUseError
 from chatbot.events import Event, EventLog
@@ -152,6 +152,7 @@ __all__ = [
     "launch",
     "launched",
     "load_brain",
+    "loop_factory",
     "main",
     "origin_allowed",
     "page",

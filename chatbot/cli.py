@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from chatbot.brains import BRAINS, Brain, load_brain, shutdown_process_pool
 from chatbot.errors import ChatbotError
@@ -19,10 +21,12 @@ from chatbot.limits import Limits
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, serve
 from chatbot.store import Store
 
-__all__ = ["DEFAULT_BRAIN", "DEFAULT_DB", "build_parser", "main", "run"]
+__all__ = ["DEFAULT_BRAIN", "DEFAULT_DB", "build_parser", "loop_factory", "main", "run"]
 
 DEFAULT_BRAIN = "assistant"
 DEFAULT_DB = "chatbot.sqlite3"
+
+logger = logging.getLogger("chatbot.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--llm-url", metavar="URL", help="base URL (default: $CHATBOT_LLM_URL)")
     llm.add_argument("--llm-model", metavar="NAME", help="model (default: $CHATBOT_LLM_MODEL)")
     parser.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="the event loop: uvloop if it is installed (auto), or asyncio's own "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default="info",
@@ -125,6 +136,38 @@ async def run(
     await brain.aclose()  # then the brain lets go of what it holds (an HTTP client, say)
 
 
+def loop_factory(
+    choice: str = "auto",
+) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """Return the event loop's name and a factory for ``asyncio.Runner(loop_factory=...)``.
+
+    ``"auto"`` picks uvloop when it is installed (faster sockets: see benchmarks/README.md),
+    else asyncio's own loop (factory ``None``). Only the command line calls this: the package
+    never replaces the loop it is given (a notebook's, a test's, an application's).
+
+    Raises:
+        ChatbotError: ``choice`` is ``"uvloop"`` and uvloop is not installed.
+
+    Example::
+
+        name, factory = loop_factory()
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(run("127.0.0.1", 8000, brain))
+    """
+    if choice == "asyncio":
+        return "asyncio", None
+    try:
+        import uvloop  # not on Windows, and optional everywhere
+    except ImportError:
+        if choice == "uvloop":
+            raise ChatbotError(
+                "--loop uvloop: uvloop is not installed; `pip install uvloop` (not on "
+                "Windows), or use --loop asyncio"
+            ) from None
+        return "asyncio", None
+    return f"uvloop {importlib.metadata.version('uvloop')}", uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process's exit status."""
     args = build_parser().parse_args(argv)
@@ -148,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             burst=args.burst,
             allowed_origins=tuple(args.allow_origin),
         )
-        asyncio.run(run(args.host, args.port, brain, db=args.db, limits=limits))
+        name, factory = loop_factory(args.loop)
+        logger.info("event loop: %s", name)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(run(args.host, args.port, brain, db=args.db, limits=limits))
     except KeyboardInterrupt:
         pass
     except ChatbotError as exc:  # the store cannot be opened, say

@@ -308,8 +308,34 @@ def _clip(value: Any, width: int = 40) -> str:
 # What the server sends: one function per message type, each returning the JSON text.
 
 
+def _dumps_stdlib(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+try:
+    # orjson writes the same compact UTF-8 JSON 5-10 times faster than the standard library,
+    # which matters at four frames per reply (benchmarks/README.md). It is optional.
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover (requirements.txt installs it)
+    JSON_LIBRARY = "json"
+    _dumps = _dumps_stdlib
+else:
+    JSON_LIBRARY = "orjson"
+
+    def _dumps(message: dict[str, Any]) -> str:
+        try:
+            return _orjson_dumps(message).decode()
+        except TypeError:
+            # What orjson refuses and json takes (integers over 64 bits, keys that are not
+            # strings) or refuses in its own words: the standard library decides.
+            return _dumps_stdlib(message)
+
+
 def encode(kind: str, **fields: Any) -> str:
     """Return the JSON text of a server message of type ``kind`` (fields that are None dropped).
+
+    Compact (no spaces), not ASCII-escaped; written by orjson when it is installed, else by the
+    standard library's json, which gives the same text.
 
     Example::
 
@@ -317,8 +343,10 @@ def encode(kind: str, **fields: Any) -> str:
         '{"type":"ack","id":"c1","seq":3}'
     """
     message = {"type": kind}
-    message.update((key, value) for key, value in fields.items() if value is not None)
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    for key, value in fields.items():
+        if value is not None:
+            message[key] = value
+    return _dumps(message)
 
 
 def welcome(session: str, name: str, brain: str, limits: dict[str, Any]) -> str:

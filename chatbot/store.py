@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -201,24 +201,62 @@ def _create_schema(connection: sqlite3.Connection, path: str) -> None:
         raise
 
 
+class _Sequences:
+    """The last ``seq`` of each conversation, known to the store's thread (a cache).
+
+    Saves a ``SELECT MAX(seq)`` per message: each statement is a round trip between the store's
+    thread and SQLite that takes the GIL back from the event loop's thread afterwards.
+    """
+
+    LIMIT: Final = 10_000  # conversations remembered; then it starts again from the table
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def next(self, connection: sqlite3.Connection, conversation: str) -> int:
+        last = self.last.get(conversation)
+        if last is None:
+            (last,) = connection.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation = ?",
+                (conversation,),
+            ).fetchone()
+        return int(last) + 1
+
+    def forget(self) -> None:
+        # A rolled-back transaction takes its seq numbers back: the next ones are read again.
+        self.last.clear()
+
+
 def _insert_message(
     connection: sqlite3.Connection,
+    sequences: _Sequences,
     conversation: str,
     role: str,
     author: str,
     text: str,
     status: str,
 ) -> StoredMessage:
-    # Only this thread writes, one write at a time, inside the transaction: max + 1 cannot race.
-    (seq,) = connection.execute(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation = ?", (conversation,)
-    ).fetchone()
-    message = StoredMessage(conversation, seq, role, author, text, status, time.time())
-    connection.execute(
-        "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (conversation, seq, role, author, text, status, message.time),
-    )
-    return message
+    # Only this thread writes, one write at a time, inside the transaction: last + 1 cannot race
+    # with this store. Another process writing the same conversation (rare) makes the insert
+    # fail on the primary key: then read the table again, once.
+    for attempt in (1, 2):
+        seq = sequences.next(connection, conversation)
+        message = StoredMessage(conversation, seq, role, author, text, status, time.time())
+        try:
+            connection.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conversation, seq, role, author, text, status, message.time),
+            )
+        except sqlite3.IntegrityError:
+            sequences.last.pop(conversation, None)
+            if attempt == 2:
+                raise
+            continue
+        if len(sequences.last) >= sequences.LIMIT:
+            sequences.forget()
+        sequences.last[conversation] = seq
+        return message
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _select_history(
@@ -287,6 +325,7 @@ class _Writer:
         self.path = path
         self.batch_limit = batch_limit
         self.commits = 0
+        self.sequences = _Sequences()  # used on the store's thread only
         self.queue: queue.SimpleQueue[_Operation | _Close] = queue.SimpleQueue()
         self.opened: BaseException | None = None
         self.ready = threading.Event()
@@ -313,7 +352,8 @@ class _Writer:
             while not self.queue.empty():
                 item = self.queue.get_nowait()
                 if isinstance(item, _Operation):
-                    self._resolve(item, None, StoreError(f'the store "{self.path}" failed'))
+                    failed = StoreError(f'the store "{self.path}" failed')
+                    self._resolve([item], [(None, failed)])
             logger.debug("store %s closed after %d commits", self.path, self.commits)
 
     def _serve(self, connection: sqlite3.Connection) -> None:
@@ -324,8 +364,7 @@ class _Writer:
             if isinstance(item, _Close):
                 return  # everything queued before close() has been run
             if not item.write:
-                result, error = self._run(item, connection)
-                self._resolve(item, result, error)
+                self._resolve([item], [self._run(item, connection)])
                 continue
             # Group commit: no timer, just whatever queued up while the last commit was on its
             # way to the disk. Stop at a read or a close, and run it after this batch: the queue
@@ -343,33 +382,54 @@ class _Writer:
             self._commit(batch, connection)
 
     def _commit(self, batch: list[_Operation], connection: sqlite3.Connection) -> None:
-        outcomes = []
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            for operation in batch:
-                # A savepoint per write: one that fails is undone alone, the others commit.
-                connection.execute("SAVEPOINT write")
-                result, error = self._run(operation, connection)
-                if error is not None:
-                    connection.execute("ROLLBACK TO write")
-                connection.execute("RELEASE write")
-                outcomes.append((result, error))
-            connection.execute("COMMIT")
+            outcomes = self._transaction(batch, connection, isolate=False)
+            if any(error is not None for _result, error in outcomes):
+                # One write failed: undo the batch, and run it again with a savepoint per write,
+                # so that the one that fails is undone alone and the others commit. Rare, so
+                # the common batch pays for no savepoints.
+                outcomes = self._transaction(batch, connection, isolate=True)
         except Exception as exc:
             # BEGIN or COMMIT failed (disk full, I/O error, another process held the lock too
             # long): nothing of this batch is on disk, so none of it may be acknowledged.
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
-            for operation in batch:
-                error = StoreError(f'cannot write to the store "{self.path}": {exc}')
-                error.__cause__ = exc
-                self._resolve(operation, None, error)
+            self.sequences.forget()
+            self._resolve(batch, [(None, self._write_failed(exc)) for _ in batch])
             return
         self.commits += 1
         # Only now, after COMMIT returned: the callers may acknowledge what they wrote.
-        for operation, (result, error) in zip(batch, outcomes, strict=True):
-            self._resolve(operation, result, error)
+        self._resolve(batch, outcomes)
+
+    def _write_failed(self, exc: Exception) -> StoreError:
+        # One exception per waiting caller: each raises it in its own task, with its own traceback.
+        error = StoreError(f'cannot write to the store "{self.path}": {exc}')
+        error.__cause__ = exc
+        return error
+
+    def _transaction(
+        self, batch: list[_Operation], connection: sqlite3.Connection, *, isolate: bool
+    ) -> list[tuple[Any, Exception | None]]:
+        # Commits when every write succeeded (or, with isolate, each failure was undone alone);
+        # else rolls back and returns the outcomes, so the caller runs the batch again isolated.
+        outcomes = []
+        connection.execute("BEGIN IMMEDIATE")
+        for operation in batch:
+            if isolate:
+                connection.execute("SAVEPOINT write")
+            result, error = self._run(operation, connection)
+            if isolate:
+                if error is not None:
+                    connection.execute("ROLLBACK TO write")
+                connection.execute("RELEASE write")
+            elif error is not None:
+                connection.execute("ROLLBACK")
+                self.sequences.forget()
+                return [(None, error)]
+            outcomes.append((result, error))
+        connection.execute("COMMIT")
+        return outcomes
 
     def _run(
         self, operation: _Operation, connection: sqlite3.Connection
@@ -383,22 +443,31 @@ class _Writer:
         except Exception as exc:
             return None, exc
 
-    def _resolve(self, operation: _Operation, result: Any, error: BaseException | None) -> None:
-        # asyncio futures belong to their loop's thread: ask the loop to set the result there.
-        try:
-            operation.loop.call_soon_threadsafe(_set_outcome, operation.future, result, error)
-        except RuntimeError:
-            # The loop is closed: nobody is waiting any more. A write was still committed.
-            logger.debug("store %s: dropped a result for a closed event loop", self.path)
+    def _resolve(
+        self, batch: list[_Operation], outcomes: Sequence[tuple[Any, BaseException | None]]
+    ) -> None:
+        # asyncio futures belong to their loop's thread: ask the loop to set the results there.
+        # One call per batch and loop, not per write: each call wakes the loop (a write to its
+        # self-pipe), and a batch of a hundred writes needs one wake-up, not a hundred.
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for operation, (result, error) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(operation.loop, []).append((operation.future, result, error))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_outcomes, settled)
+            except RuntimeError:
+                # The loop is closed: nobody is waiting any more. A write was still committed.
+                logger.debug("store %s: dropped results for a closed event loop", self.path)
 
 
-def _set_outcome(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return  # the caller was cancelled while waiting; its write, if any, still happened
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _set_outcomes(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():
+            continue  # the caller was cancelled while waiting; its write, if any, still happened
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 # --- The asyncio side: what coroutines call.
@@ -545,9 +614,10 @@ class Store:
             raise ValueError(f"role must be 'user' or 'bot', got {role!r}")
         if status not in STATUSES:
             raise ValueError(f"status must be 'complete', 'stopped' or 'partial', got {status!r}")
+        sequences = self._writer.sequences
         return await self._submit(
             lambda connection: _insert_message(
-                connection, conversation, role, author, text, status
+                connection, sequences, conversation, role, author, text, status
             ),
             write=True,
         )

@@ -38,16 +38,30 @@ class ServerProcess:
         self.url = self.http_url.replace("http://", "ws://", 1)
 
 
+def without_modules(*names: str) -> list[str]:
+    """The ``python`` arguments that run ``chatbot.cli.main`` as if ``names`` were not installed.
+
+    ``sys.modules[name] = None`` makes ``import name`` raise ImportError, as on a machine without
+    it: how the tests check that uvloop and orjson stay optional.
+    """
+    hide = "; ".join(f"sys.modules[{name!r}] = None" for name in names)
+    return ["-c", f"import sys; {hide}; from chatbot.cli import main; sys.exit(main())"]
+
+
 @asynccontextmanager
-async def chatbot_process(*args: str) -> AsyncIterator[ServerProcess]:
-    """Start ``python -m chatbot --port 0 ARGS``; wait for its address; kill it if still alive."""
+async def chatbot_process(
+    *args: str, python: list[str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    """Start ``python -m chatbot --port 0 ARGS``; wait for its address; kill it if still alive.
+
+    ``python`` replaces ``-m chatbot`` (see :func:`without_modules`).
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if "--db" not in args:
         args = (*args, "--db", ":memory:")  # leave no database file behind
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "chatbot",
+        *(python or ["-m", "chatbot"]),
         "--port",
         "0",
         *args,

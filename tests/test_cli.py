@@ -9,7 +9,14 @@ import sys
 import pytest
 
 from chatbot import build_parser, main
-from tests.helpers import ROOT, chat, chatbot_process, client
+from tests.helpers import (
+    ROOT,
+    ServerProcess,
+    chat,
+    chatbot_process,
+    client,
+    without_modules,
+)
 
 
 def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,3 +146,59 @@ async def test_limits_from_the_command_line() -> None:
         replies = [await chat(ws, f"m{n}") for n in range(3)]
     assert replies[:2] == ["m0", "m1"]
     assert replies[2].startswith("Slow down: at most 1 messages per second.")
+
+
+async def stop_and_read_log(server: ServerProcess) -> str:
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.stderr is not None
+    log = (await server.process.stderr.read()).decode()
+    assert await server.process.wait() == 0
+    return log
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not run on Windows")
+async def test_runs_on_uvloop_when_installed_and_logs_it() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    assert uvloop.__name__ == "uvloop"  # requirements.txt installs it on Linux and macOS
+    async with chatbot_process("--brain", "echo") as server:
+        async with client(server.url) as ws:
+            assert await chat(ws, "fast?") == "fast?"
+        log = await stop_and_read_log(server)
+    assert "INFO chatbot.cli: event loop: uvloop " in log
+
+
+@pytest.mark.parametrize(
+    ("args", "python"),
+    [
+        (("--loop", "asyncio"), None),  # asked for
+        ((), without_modules("uvloop")),  # uvloop not installed (Windows, say)
+    ],
+    ids=["--loop asyncio", "without uvloop"],
+)
+async def test_runs_on_asyncio_without_uvloop(args: tuple[str, ...], python: list[str]) -> None:
+    async with chatbot_process("--brain", "echo", *args, python=python) as server:
+        async with client(server.url) as ws:
+            assert await chat(ws, "plain?") == "plain?"
+        log = await stop_and_read_log(server)
+    assert "INFO chatbot.cli: event loop: asyncio\n" in log
+
+
+async def test_loop_uvloop_without_uvloop_is_a_clear_error() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *without_modules("uvloop"),
+        "--loop",
+        "uvloop",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 1
+    assert out == b""
+    assert err.decode().endswith(
+        "error: --loop uvloop: uvloop is not installed; `pip install uvloop` (not on Windows), "
+        "or use --loop asyncio\n"
+    )

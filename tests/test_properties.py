@@ -241,6 +241,79 @@ def test_valid_messages_round_trip(message: ClientMessage) -> None:
     assert protocol.parse(to_json(message), max_chars=MAX_CHARS) == message
 
 
+# --- The JSON writer: orjson when installed, else the standard library, with the same output
+
+# What server messages carry: text (never a lone surrogate: parse refuses them, so they never
+# reach a reply), integers, booleans, None, lists and objects. No floats here: the two writers
+# spell some exponents differently (1e-07, 1e-7); see the next test.
+sent_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+sent_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | sent_text,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(sent_text, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+sent_fields = st.dictionaries(sent_text, sent_values, max_size=6)
+
+
+@settings(DETERMINISTIC, max_examples=300)
+@given(fields=sent_fields)
+@example(fields={"text": "\x00\x1f\x7f\u2028 \\ \" é 😀", "seq": 2**64 - 1})
+def test_both_json_writers_write_the_same_text(fields: dict[str, object]) -> None:
+    message = {"type": "reply.end"} | fields
+    assert protocol._dumps(message) == protocol._dumps_stdlib(message)
+
+
+def utf8(value: object) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate: never in a reply (see above)
+        return False
+    return True
+
+
+@settings(DETERMINISTIC, max_examples=200)
+@given(value=json_values.filter(utf8))
+@example(value=[1e-07, 1e16, 5e-324, -0.0, 0.1])
+def test_both_json_writers_give_the_same_objects(value: object) -> None:
+    message = {"type": "history", "messages": value}
+    assert json.loads(protocol._dumps(message)) == json.loads(protocol._dumps_stdlib(message))
+
+
+def test_both_json_writers_write_the_same_welcome() -> None:
+    welcome = {"type": "welcome", "limits": Limits().public(), "session": "abc", "name": "Ada"}
+    assert protocol._dumps(welcome) == protocol._dumps_stdlib(welcome)
+
+
+def test_orjson_writes_the_json_when_installed() -> None:
+    pytest.importorskip("orjson")  # requirements.txt installs it
+    assert protocol.JSON_LIBRARY == "orjson"
+
+
+def test_without_orjson_the_standard_library_writes_the_same_frames() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['orjson'] = None\n"
+        "from chatbot import protocol\n"
+        "print(protocol.JSON_LIBRARY)\n"
+        "print(protocol.reply_end('r1', 'Hé \\u2028 \"ok\"', 2, 'complete'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        check=True,
+        timeout=60,
+    )
+    expected = protocol.reply_end("r1", 'Hé \u2028 "ok"', 2, "complete")
+    assert result.stdout == f"json\n{expected}\n"
+
+
 # --- One real server, one connection, every example
 
 

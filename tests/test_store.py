@@ -169,6 +169,24 @@ async def test_a_failing_write_fails_alone_in_its_batch(tmp_path: Path) -> None:
         )
         assert isinstance(results[1], StoreError)
         assert [m.text for m in await store.history("c")] == ["before", "after"]
+        # The batch ran again without the failing write: no seq was lost to the first attempt.
+        assert [m.seq for m in await store.history("c")] == [1, 2]
+        assert [r.seq for r in results if not isinstance(r, BaseException | None)] == [1, 2]
+
+
+async def test_another_writer_on_the_same_file_does_not_break_seq(tmp_path: Path) -> None:
+    # A store remembers each conversation's last seq; when another writer (a second store, a
+    # notebook peeking at the server's file) appended meanwhile, it reads the table again.
+    path = tmp_path / "chat.db"
+    async with await Store.open(path) as first, await Store.open(path) as second:
+        assert (await first.append("c", "user", "Ada", "one")).seq == 1
+        assert (await second.append("c", "user", "Bob", "two")).seq == 2
+        assert (await first.append("c", "user", "Ada", "three")).seq == 3
+        assert [(m.seq, m.text) for m in await second.history("c")] == [
+            (1, "one"),
+            (2, "two"),
+            (3, "three"),
+        ]
 
 
 async def test_two_hundred_concurrent_appends_share_few_commits(tmp_path: Path) -> None:
