@@ -597,7 +597,7 @@ async def test_page_fits_desktop_and_phone_screens() -> None:
 @pytest.mark.notebooks
 async def test_browser_chats_with_the_server_the_last_notebook_launched(tmp_path: Path) -> None:
     # The notebook runs in a copy, so its workshop.sqlite3 goes to a temporary folder.
-    source = ROOT / "notebooks" / "08_launch.ipynb"
+    source = ROOT / "notebooks" / "09_launch.ipynb"
     notebook = nbformat.read(source, as_version=4)
     code = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     for index in code:

@@ -7,6 +7,7 @@ a learner does when they re-run cells.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -51,3 +52,24 @@ def test_notebook_is_committed_with_its_outputs(path: Path) -> None:
     unrun = [n for n, cell in enumerate(code) if cell.execution_count is None]
     assert not unrun, f"{path.name}: code cells {unrun} have no stored run"
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_has_the_workshop_structure(path: Path) -> None:
+    # Where we are, what you'll learn, a diagram, an exercise that checks the learner's answer
+    # with a solution to reveal, and a summary: what an instructor expects of every part.
+    cells = nbformat.read(path, as_version=4).cells
+    markdown = ["".join(cell.source) for cell in cells if cell.cell_type == "markdown"]
+    code = ["".join(cell.source) for cell in cells if cell.cell_type == "code"]
+    number = int(path.name[:2])
+    assert f"**Part {number} of {len(NOTEBOOKS)}**" in markdown[0]
+    assert re.search(r"\b[Yy]ou( will|'ll learn)\b", markdown[0]), (
+        "the first cell says what you will learn"
+    )
+    assert any("```mermaid" in text for text in markdown), "a diagram of the flow"
+    exercise = next(
+        n for n, text in enumerate(markdown) if re.search(r"^## .*Exercise", text, re.M)
+    )
+    assert any("<details>" in text for text in markdown[exercise:]), "a solution to reveal"
+    assert any("Well done" in text and "Not yet" in text for text in code), "a checker cell"
+    assert any(re.search(r"^## Summary", text, re.M) for text in markdown)
