@@ -24,6 +24,7 @@ from chatbot.brains import (
     shutdown_process_pool,
 )
 from chatbot.cli import DEFAULT_BRAIN, DEFAULT_DB, build_parser, loop_factory, main, run
+from chatbot.doctor import Check, check_machine
 from chatbot.eliza import Eliza, ElizaBrain, ElizaScript, ElizaStateError, ScriptError
 from chatbot.errors import ChatbotError, PortInUseError
 from chatbot.events import Event, EventLog
@@ -101,6 +102,7 @@ __all__ = [
     "Channel",
     "ChatServer",
     "ChatbotError",
+    "Check",
     "Client",
     "ClientMessage",
     "Conversation",
@@ -145,6 +147,7 @@ __all__ = [
     "as_brain",
     "background_servers",
     "build_parser",
+    "check_machine",
     "echo",
     "encode",
     "failure_reply",

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chatbot",
         description="Serve the chatbot over WebSocket. Chat from a terminal with "
-        "`python -m websockets ws://HOST:PORT/`.",
+        "`python -m websockets ws://HOST:PORT/`. `python -m chatbot doctor` checks this "
+        "machine for the workshop.",
     )
     parser.add_argument(
         "--host",
@@ -170,6 +171,11 @@ def loop_factory(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process's exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:  # `python -m chatbot doctor`: check the machine (notebook 09)
+        from chatbot.doctor import main as doctor
+
+        return doctor(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
