@@ -23,7 +23,7 @@ from chatbot.brains import (
     reply_text,
     shutdown_process_pool,
 )
-from chatbot.cli import DEFAULT_BRAIN, DEFAULT_DB, build_parser, loop_factory, main, run
+from chatbot.cli import DEFAULT_BRAIN, DEFAULT_DB, build_parser, doctor, loop_factory, main, run
 from chatbot.doctor import Check, check_machine
 from chatbot.eliza import Eliza, ElizaBrain, ElizaScript, ElizaStateError, ScriptError
 from chatbot.errors import ChatbotError, PortInUseError
@@ -148,6 +148,7 @@ __all__ = [
     "background_servers",
     "build_parser",
     "check_machine",
+    "doctor",
     "echo",
     "encode",
     "failure_reply",

@@ -21,7 +21,7 @@ from chatbot.limits import Limits
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, serve
 from chatbot.store import Store
 
-__all__ = ["DEFAULT_BRAIN", "DEFAULT_DB", "build_parser", "loop_factory", "main", "run"]
+__all__ = ["DEFAULT_BRAIN", "DEFAULT_DB", "build_parser", "doctor", "loop_factory", "main", "run"]
 
 DEFAULT_BRAIN = "assistant"
 DEFAULT_DB = "chatbot.sqlite3"
@@ -169,12 +169,37 @@ def loop_factory(
     return f"uvloop {importlib.metadata.version('uvloop')}", uvloop.new_event_loop
 
 
+def doctor(argv: list[str]) -> int:
+    """``python -m chatbot doctor``: check this machine for the workshop (notebook 09).
+
+    Prints one line per check, then a summary; returns 1 if a check failed.
+    """
+    from chatbot.doctor import check_machine, summary  # it imports this module
+
+    parser = argparse.ArgumentParser(
+        prog="python -m chatbot doctor",
+        description="Check this machine for the workshop: Python, packages, the port, proxies, "
+        "JupyterHub, and the finished server answering its page and both protocols.",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="default: %(default)s")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="the port to check (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--brain", metavar="NAME", default=DEFAULT_BRAIN, help="default: %(default)s"
+    )
+    args = parser.parse_args(argv)
+    checks = asyncio.run(check_machine(args.port, host=args.host, brain=args.brain))
+    for check in checks:
+        print(check)
+    print(summary(checks))
+    return 1 if any(check.status == "fail" for check in checks) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process's exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["doctor"]:  # `python -m chatbot doctor`: check the machine (notebook 09)
-        from chatbot.doctor import main as doctor
-
+    if argv[:1] == ["doctor"]:
         return doctor(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(

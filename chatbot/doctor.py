@@ -12,7 +12,6 @@ and the notebooks will.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.metadata
 import json
@@ -291,25 +290,3 @@ def summary(checks: list[Check]) -> str:
     if warned:
         return f"Ready, with {warned} warning(s) worth reading."
     return "Ready for the workshop."
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m chatbot doctor``: print every check; exit 1 if one failed."""
-    parser = argparse.ArgumentParser(
-        prog="python -m chatbot doctor",
-        description="Check this machine for the workshop: Python, packages, the port, proxies, "
-        "JupyterHub, and the finished server answering its page and both protocols.",
-    )
-    parser.add_argument("--host", default=DEFAULT_HOST, help="default: %(default)s")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="the port to check (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--brain", metavar="NAME", default=DEFAULT_BRAIN, help="default: %(default)s"
-    )
-    args = parser.parse_args(argv)
-    checks = asyncio.run(check_machine(args.port, host=args.host, brain=args.brain))
-    for check in checks:
-        print(check)
-    print(summary(checks))
-    return 1 if any(check.status == "fail" for check in checks) else 0
