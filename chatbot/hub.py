@@ -3,18 +3,20 @@
 
 """Many clients at once: sessions, rooms, broadcast with backpressure, and the JSON connection.
 
-Each JSON connection is a :class:`Client` with its own :class:`Outbox`: a bounded queue and one
-task that sends from it, so a client that reads slowly only ever delays itself. Conversations are
+Each JSON connection is a :class:`Client` with its own :class:`Outbox`: frames go out at once
+while the connection keeps up, and wait in a bounded queue, sent by a task of their own, when it
+does not, so a client that reads slowly only ever delays itself. Conversations are
 :class:`Channel` objects: a session's private conversation, or a room's shared one. A channel
-answers its messages one at a time, in order, in its own worker task, and streams each reply to
-everyone in its audience. The :class:`Hub` holds the channels and runs each connection: it reads
-frames, parses them with :mod:`chatbot.protocol`, and stores every user message *before* it
-acknowledges it.
+answers its messages one at a time, in order, in a worker task that runs while messages wait,
+and streams each reply to everyone in its audience. The :class:`Hub` holds the channels and runs
+each connection: it reads frames, parses them with :mod:`chatbot.protocol`, and stores every user
+message *before* it acknowledges it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -40,46 +42,64 @@ DROP_GRACE = 2.0  # seconds a client that stopped reading gets to take a close f
 
 
 class Outbox:
-    """What waits to be sent to one client: a bounded queue, and one task that sends from it.
+    """What waits to be sent to one client: a bounded queue, and a task that sends from it.
 
-    ``put()`` never waits, so broadcasting to a room never waits for its slowest member. The
-    sending task does wait, inside ``connection.send()``, when the client's TCP window is full:
-    that is backpressure, and it only holds up this client's queue. When the queue is full the
-    client is not keeping up: it is disconnected (1008) rather than buffered without bound.
+    ``put()`` never waits, so broadcasting to a room never waits for its slowest member. While
+    the client keeps up (nothing queued, the connection's write buffer below its limit),
+    ``put()`` writes the frame at once with :func:`websockets.asyncio.server.broadcast`, the
+    library's synchronous send. Otherwise the frame joins a queue, and a sending task, started
+    by that ``put()``, sends what is queued with ``connection.send()``, which waits when the
+    client's TCP window is full: that is backpressure, and it only holds up this client. The
+    task ends when the queue is empty. So an idle client costs neither a queue nor a task:
+    with thousands of connections open, that is a third of the memory each one holds.
 
-    The fast path: when nothing waits in the queue and the connection's write buffer is below
-    its limit, ``send()`` would not wait either, so ``put()`` writes the frame at once with
-    :func:`websockets.asyncio.server.broadcast` (the library's synchronous send), saving a hop
-    through the sending task per frame.
+    When ``limit`` frames are waiting the client is not keeping up: it is disconnected (1008)
+    rather than buffered without bound.
     """
 
     def __init__(self, connection: ServerConnection, limit: int) -> None:
         self.connection = connection
-        self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self.limit = limit
         self.overflowed = False
-        self._sending = False  # the sending task holds a frame (send() may be waiting)
-        self._sender = asyncio.create_task(self._send_all())
+        self.closed = False  # close() was called, or the connection is gone: frames are dropped
+        self._queue: collections.deque[str] | None = None  # made when a frame first has to wait
+        # Runs while frames wait (or one is being sent); None otherwise. Frames go out directly
+        # only when it is None, so they keep their order.
+        self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """How many frames wait in the queue (the one being sent does not count)."""
+        return len(self._queue) if self._queue is not None else 0
+
+    @property
+    def sending(self) -> bool:
+        """True while a sending task runs: frames wait, or ``send()`` waits for the network."""
+        return self._sender is not None
 
     def put(self, text: str) -> None:
         """Send ``text`` to the client, or queue it; disconnect the client if its queue is full."""
-        if self.overflowed:
+        if self.overflowed or self.closed:
             return
-        if not self._sending and self.queue.empty():
+        if self._sender is None:
             transport = self.connection.transport
             if transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1]:
-                # Frames keep their order: nothing is queued or being sent before this one.
+                # Nothing is queued or being sent before this frame, and send() would not wait.
                 # A connection that is closing is skipped, as send() would raise.
                 broadcast((self.connection,), text)
                 return
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        if len(queue) >= self.limit:
             self.overflowed = True
-            logger.warning(
-                "disconnecting a client that stopped reading (%d waiting)", self.queue.qsize()
-            )
+            logger.warning("disconnecting a client that stopped reading (%d waiting)", len(queue))
             self._closer = asyncio.create_task(self._drop())
+            return
+        queue.append(text)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all(queue))
 
     async def _drop(self) -> None:
         # A polite close first; but the close frame waits behind everything the client did not
@@ -90,24 +110,35 @@ class Outbox:
         except TimeoutError:
             self.connection.transport.abort()
 
-    async def _send_all(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                text = await self.queue.get()
-                self._sending = True
-                await self.connection.send(text)
-                self._sending = False
-                self.queue.task_done()
+    async def _send_all(self, queue: collections.deque[str]) -> None:
+        try:
+            while queue:
+                await self.connection.send(queue.popleft())
+        except ConnectionClosed:
+            # The client is gone: nothing queued will reach it, and nothing later either.
+            self.closed = True
+            queue.clear()
+        finally:
+            # In the same step as the last check of the queue: a put() that comes after this
+            # sees no sender and starts one (or writes directly), so no frame is left behind.
+            self._sender = None
 
     async def flush(self) -> None:
         """Wait until everything queued was handed to the connection (at most 5 s)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
-                await self.queue.join()
+        if self._sender is not None:
+            # asyncio.wait(), not a timeout around `await sender`: on time-out, that would
+            # cancel the sender.
+            await asyncio.wait([self._sender], timeout=5)
 
     async def close(self) -> None:
         """Stop sending; what is still queued is dropped (the connection is gone)."""
-        self._sender.cancel()
+        self.closed = True
+        if self._queue is not None:
+            self._queue.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+        # The closer is awaited, not cancelled: it ends the connection of a client that
+        # stopped reading, within DROP_GRACE.
         for task in (self._sender, self._closer):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -151,7 +182,9 @@ class Channel:
 
     Messages are answered one at a time, in the order they were stored, by the channel's worker
     task; each reply streams to the whole audience. A message that arrives while a reply streams
-    waits its turn (at most ``Limits.pending_messages`` of them; more get ``busy``).
+    waits its turn (at most ``Limits.pending_messages`` of them; more get ``busy``). The worker
+    runs while messages wait: ``submit()`` starts it, and it ends when none is left, so a
+    conversation that went quiet holds no task (nor a queue, until its first message).
     """
 
     hub: Hub
@@ -159,15 +192,13 @@ class Channel:
     room: str | None
     conversation: Conversation
     audience: set[Client] = field(default_factory=set)
-    pending: asyncio.Queue[_Pending] = field(init=False)
+    pending: collections.deque[_Pending] | None = None  # made by the first submit()
     current: asyncio.Task[None] | None = None
     stop_requested: bool = False
     worker: asyncio.Task[None] | None = None
     saved_state: str = "{}"  # the brain's memory as last saved, as JSON
     reserved: int = 0  # slots taken by messages being stored, not queued yet
-
-    def __post_init__(self) -> None:
-        self.pending = asyncio.Queue(self.hub.limits.pending_messages)
+    closed: bool = False  # close() was called: no worker starts again
 
     def broadcast(self, text: str, *, skip: Client | None = None) -> None:
         for client in list(self.audience):
@@ -176,12 +207,18 @@ class Channel:
 
     def submit(self, client: Client, text: str, stored: StoredMessage) -> None:
         """Queue a stored user message for the bot (the caller checked ``full()`` first)."""
-        self.pending.put_nowait(_Pending(client, text, stored))
+        if self.closed:
+            return  # stored, and shown on resume; nobody is left to answer it here
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = collections.deque()
+        pending.append(_Pending(client, text, stored))
         if self.worker is None:
-            self.worker = asyncio.create_task(self._work(), name=f"channel {self.id}")
+            self.worker = asyncio.create_task(self._work(pending), name=f"channel {self.id}")
 
     def full(self) -> bool:
-        return self.pending.qsize() + self.reserved >= self.hub.limits.pending_messages
+        waiting = len(self.pending) if self.pending is not None else 0
+        return waiting + self.reserved >= self.hub.limits.pending_messages
 
     def stop(self) -> bool:
         """Stop the reply being streamed; return False if there was none."""
@@ -193,15 +230,21 @@ class Channel:
 
     async def close(self) -> None:
         """Cancel the worker (the reply in flight is stored as partial) and wait for it."""
-        if self.worker is not None:
-            self.worker.cancel()
+        self.closed = True
+        worker = self.worker
+        if worker is not None:
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.worker
+                await worker
 
-    async def _work(self) -> None:
-        while True:
-            item = await self.pending.get()
-            await self._answer(item)
+    async def _work(self, pending: collections.deque[_Pending]) -> None:
+        try:
+            while pending:
+                await self._answer(pending.popleft())
+        finally:
+            # In the same step as the last check of the queue: a submit() that comes after
+            # this starts a new worker, so no message waits without one.
+            self.worker = None
 
     async def _answer(self, item: _Pending) -> None:
         hub, brain = self.hub, self.hub.brain

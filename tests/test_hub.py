@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as websockets_serve
 from websockets.frames import Frame, Opcode
 
 from chatbot import serve
@@ -343,6 +345,47 @@ async def test_a_client_that_disconnects_mid_reply_leaves_no_task_behind() -> No
         assert server.hub is not None
         stored = await server.hub.store.history(welcome["session"])
         assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("bot", "partial")]
+
+
+async def test_an_idle_connection_holds_no_task_of_the_hub() -> None:
+    # An idle connection's tasks are websockets' own (its handler and keepalive, on each side):
+    # counted here for a raw websockets server, with the clients in this same loop.
+    async def handler(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        await connection.wait_closed()
+
+    async def tasks_per_connection(url: str, welcome: str, n: int = 10) -> float:
+        before = len(asyncio.all_tasks())
+        clients = [await json_client(url) for _ in range(n)]
+        try:
+            for ws in clients:
+                assert json.loads(await ws.recv())["type"] == welcome
+            return (len(asyncio.all_tasks()) - before) / n
+        finally:
+            for ws in clients:
+                await ws.close()
+
+    async with websockets_serve(
+        handler, "127.0.0.1", 0, compression=None, ping_interval=Limits().ping_interval
+    ) as raw:
+        port = raw.sockets[0].getsockname()[1]
+        library = await tasks_per_connection(f"ws://127.0.0.1:{port}/", "hello")
+    assert library > 0
+    async with serve(port=0) as server:
+        # Welcomed, so its session and private channel exist: no outbox sender, no worker.
+        assert await tasks_per_connection(server.url, "welcome") == library
+        ws = await json_client(server.url)
+        await expect(ws, "welcome")
+        idle = len(asyncio.all_tasks())
+        await say(ws, "hello")
+        await say(ws, "again")
+        # The channel's worker ends once nothing waits for the bot (bounded wait).
+        for _ in range(100):
+            if len(asyncio.all_tasks()) <= idle:
+                break
+            await asyncio.sleep(0.01)
+        assert len(asyncio.all_tasks()) == idle
+        await ws.close()
 
 
 async def test_shutdown_mid_reply_sends_1001_and_stores_the_partial_reply(tmp_path: Path) -> None:
