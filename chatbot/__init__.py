@@ -40,7 +40,7 @@ from chatbot.faq import (
     Match,
     tokens,
 )
-from chatbot.hub import Channel, Client, Hub, Outbox
+from chatbot.hub import Channel, Client, Fanout, Hub, Outbox, Storage
 from chatbot.lag import LagMonitor
 from chatbot.launch import PORT_TRIES, Launched, launch, launched, stop_launched
 from chatbot.limits import Limits, TokenBucket, origin_allowed
@@ -67,6 +67,7 @@ from chatbot.protocol import (
     parse,
 )
 from chatbot.rules import DEFAULT_FALLBACK, DEFAULT_RULES, Rule, RulesBrain
+from chatbot.scaleout import DEFAULT_PREFIX, RedisFanout, RedisStore, open_redis
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, ChatServer, echo, serve
 from chatbot.store import SCHEMA_VERSION, SessionRecord, Store, StoredMessage, StoreError
 from chatbot.web import PAGE, http_response, page, page_url
@@ -84,6 +85,7 @@ __all__ = [
     "DEFAULT_LLM_READ_TIMEOUT",
     "DEFAULT_LLM_URL",
     "DEFAULT_PORT",
+    "DEFAULT_PREFIX",
     "DEFAULT_RULES",
     "DEFAULT_SYSTEM_PROMPT",
     "DEFAULT_THRESHOLD",
@@ -114,6 +116,7 @@ __all__ = [
     "Entry",
     "Event",
     "EventLog",
+    "Fanout",
     "FaqBrain",
     "FunctionBrain",
     "Hub",
@@ -131,6 +134,8 @@ __all__ = [
     "Outbox",
     "PortInUseError",
     "ProtocolError",
+    "RedisFanout",
+    "RedisStore",
     "Resume",
     "Rule",
     "RulesBrain",
@@ -138,6 +143,7 @@ __all__ = [
     "ScriptError",
     "SessionRecord",
     "Stop",
+    "Storage",
     "Store",
     "StoreError",
     "StoredMessage",
@@ -158,6 +164,7 @@ __all__ = [
     "load_brain",
     "loop_factory",
     "main",
+    "open_redis",
     "origin_allowed",
     "page",
     "page_url",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from chatbot.brains import BRAINS, Brain, load_brain, shutdown_process_pool
 from chatbot.errors import ChatbotError
+from chatbot.hub import Fanout, Storage
 from chatbot.limits import Limits
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, serve
 from chatbot.store import Store
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DB,
         help="SQLite file that keeps sessions and their history across restarts "
         "(default: %(default)s; :memory: keeps nothing)",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep sessions in Redis and share rooms with every server started with the same "
+        "URL, e.g. redis://127.0.0.1:6379/0 (then --db is not used; see docs/deploy.md)",
     )
     parser.add_argument(
         "--max-connections",
@@ -115,9 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(
-    host: str, port: int, brain: Brain, *, db: str = ":memory:", limits: Limits | None = None
+    host: str,
+    port: int,
+    brain: Brain,
+    *,
+    db: str = ":memory:",
+    limits: Limits | None = None,
+    redis: str | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
+    """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return.
+
+    With ``redis`` (a URL), sessions live in Redis and rooms are shared with every other
+    server using it (:mod:`chatbot.scaleout`); else in the SQLite file ``db``.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -125,15 +142,28 @@ async def run(
             loop.add_signal_handler(signum, stop.set)
         except NotImplementedError:  # Windows: Ctrl+C raises KeyboardInterrupt in main()
             pass
-    store = await Store.open(db)
-    async with store, serve(brain, host, port, store=store, limits=limits) as server:
-        # The address goes to stdout, flushed: scripts and tests read it to find the port.
-        print(f"Chatbot ({brain.name}) serving on {server.http_url}", flush=True)
-        print(f"Chat from a terminal: python -m websockets {server.url}", flush=True)
-        await stop.wait()
-        print("Shutting down: closing connections ...", flush=True)
-    # Leaving `async with serve` closed every connection with 1001 and waited for the handlers
-    # (replies cut short are stored as partial); then the store was closed, all written.
+    store: Storage
+    fanout: Fanout | None = None
+    if redis is not None:
+        from chatbot.scaleout import open_redis  # here: only this option needs redis-py
+
+        store, fanout = await open_redis(redis)
+    else:
+        store = await Store.open(db)
+    try:
+        async with serve(brain, host, port, store=store, limits=limits, fanout=fanout) as server:
+            # The address goes to stdout, flushed: scripts and tests read it to find the port.
+            print(f"Chatbot ({brain.name}) serving on {server.http_url}", flush=True)
+            print(f"Chat from a terminal: python -m websockets {server.url}", flush=True)
+            await stop.wait()
+            print("Shutting down: closing connections ...", flush=True)
+    finally:
+        # Leaving `async with serve` closed every connection with 1001 and waited for the
+        # handlers (replies cut short are stored as partial, clients left their rooms); then
+        # the fan-out and the store are closed, everything written.
+        if fanout is not None:
+            await fanout.close()
+        await store.close()
     await brain.aclose()  # then the brain lets go of what it holds (an HTTP client, say)
 
 
@@ -225,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         name, factory = loop_factory(args.loop)
         logger.info("event loop: %s", name)
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(run(args.host, args.port, brain, db=args.db, limits=limits))
+            runner.run(
+                run(args.host, args.port, brain, db=args.db, limits=limits, redis=args.redis)
+            )
     except KeyboardInterrupt:
         pass
     except ChatbotError as exc:  # the store cannot be opened, say

@@ -20,8 +20,9 @@ import collections
 import contextlib
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
@@ -31,9 +32,9 @@ from chatbot.brains import Brain, Conversation, Turn, failure_reply
 from chatbot.events import EventLog
 from chatbot.limits import Limits, TokenBucket
 from chatbot.protocol import Join, Leave, ProtocolError, Resume, Say, Stop, Typing
-from chatbot.store import Store, StoredMessage
+from chatbot.store import UNSET, SessionRecord, StoredMessage, _Unset
 
-__all__ = ["Channel", "Client", "Hub", "Outbox"]
+__all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox", "Storage"]
 
 logger = logging.getLogger("chatbot.hub")
 
@@ -201,6 +202,13 @@ class Channel:
     closed: bool = False  # close() was called: no worker starts again
 
     def broadcast(self, text: str, *, skip: Client | None = None) -> None:
+        """Send ``text`` to the audience here, and through the hub's fan-out to the others."""
+        self.deliver(text, skip=skip)
+        # The sender is always a client of this process: the other processes skip nobody.
+        self.hub.fanout.publish(self.id, text)
+
+    def deliver(self, text: str, *, skip: Client | None = None) -> None:
+        """Send ``text`` to this process's clients in the audience (all but ``skip``)."""
         for client in list(self.audience):
             if client is not skip:
                 client.send(text)
@@ -250,6 +258,10 @@ class Channel:
         hub, brain = self.hub, self.hub.brain
         reply = f"r{item.stored.seq}"
         parts: list[str] = []
+        if hub.fanout.shared:
+            # Other processes add turns to this conversation too: the brain must see them.
+            stored = await hub.store.history(self.id, limit=HISTORY_TURNS + 1)
+            self.conversation.turns = _turns(m for m in stored if m.seq < item.stored.seq)
         self.broadcast(protocol.reply_start(reply, item.stored.seq, self.room))
         hub.log.record("message", item.client.number, repr(item.text[:60]))
         self.stop_requested = False
@@ -308,6 +320,65 @@ class Channel:
         return text
 
 
+class Storage(Protocol):
+    """What the hub needs of a store: :class:`~chatbot.store.Store`, or one that several
+    processes share (:class:`chatbot.scaleout.RedisStore`)."""
+
+    async def create_session(self, name: str) -> SessionRecord: ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def append(
+        self, conversation: str, role: str, author: str, text: str, status: str = "complete"
+    ) -> StoredMessage: ...
+
+    async def history(self, conversation: str, *, limit: int = 200) -> list[StoredMessage]: ...
+
+    async def save_session(
+        self,
+        session_id: str,
+        *,
+        state: dict[str, Any] | None = None,
+        room: str | _Unset | None = UNSET,
+        name: str | None = None,
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Fanout:
+    """Where a channel's frames go besides its audience in this process: nowhere, by default.
+
+    One process holds every client, so the local audience is everyone. Several processes
+    sharing a store (notebook 08) pass a fan-out that carries each broadcast to the other
+    processes (:class:`chatbot.scaleout.RedisFanout`). The hub calls :meth:`subscribe` when a
+    conversation gets its first client here, :meth:`unsubscribe` after its last one left,
+    :meth:`publish` after each broadcast, and :meth:`members` for a room's head count.
+    """
+
+    shared = False
+    """Whether other processes write to the same conversations (then replies reload history)."""
+
+    def bind(self, deliver: Callable[[str, str], None]) -> None:
+        """Remember where frames from other processes go: ``deliver(conversation, text)``."""
+
+    async def subscribe(self, conversation: str) -> None:
+        """Start receiving what other processes broadcast in ``conversation``."""
+
+    async def unsubscribe(self, conversation: str) -> None:
+        """Stop receiving what other processes broadcast in ``conversation``."""
+
+    def publish(self, conversation: str, text: str) -> None:
+        """Send a frame to the other processes' audiences of ``conversation``; never waits."""
+
+    async def members(self, conversation: str, here: int) -> int:
+        """Return a room's head count, given its count in this process (``here``)."""
+        return here
+
+    async def close(self) -> None:
+        """Let go of what the fan-out holds (its owner calls it, after the server closed)."""
+
+
 class Hub:
     """Sessions, rooms and the JSON connections of one server.
 
@@ -316,13 +387,23 @@ class Hub:
         store: where conversations and sessions are kept (written before acknowledging).
         limits: what one client may do.
         log: the server's event log.
+        fanout: what carries broadcasts to other processes (:class:`Fanout`: none).
     """
 
-    def __init__(self, brain: Brain, store: Store, limits: Limits, log: EventLog) -> None:
+    def __init__(
+        self,
+        brain: Brain,
+        store: Storage,
+        limits: Limits,
+        log: EventLog,
+        fanout: Fanout | None = None,
+    ) -> None:
         self.brain = brain
         self.store = store
         self.limits = limits
         self.log = log
+        self.fanout = fanout if fanout is not None else Fanout()
+        self.fanout.bind(self._deliver)
         self.channels: dict[str, Channel] = {}
         self._channels_lock = asyncio.Lock()
 
@@ -475,15 +556,15 @@ class Hub:
         client.room = channel
         await self.store.save_session(client.session, room=room, name=client.name)
         client.send(await self._history(channel.id, room))
-        channel.broadcast(protocol.presence(room, "join", client.name, len(channel.audience)))
+        members = await self.fanout.members(channel.id, len(channel.audience))
+        channel.broadcast(protocol.presence(room, "join", client.name, members))
 
     async def _leave(self, client: Client) -> None:
         channel = client.room
         assert channel is not None and channel.room is not None
         client.room = None
-        channel.broadcast(
-            protocol.presence(channel.room, "leave", client.name, len(channel.audience) - 1)
-        )
+        members = await self.fanout.members(channel.id, len(channel.audience) - 1)
+        channel.broadcast(protocol.presence(channel.room, "leave", client.name, members))
         await self._detach(client, channel)
 
     async def _history(self, conversation: str, room: str | None) -> str:
@@ -511,9 +592,11 @@ class Hub:
         async with self._channels_lock:
             channel = self.channels.get(id)
             if channel is None:
+                # Subscribe first, then read: a message stored meanwhile by another process is
+                # in the history, or arrives through the fan-out (or both: seq tells).
+                await self.fanout.subscribe(id)
                 stored = await self.store.history(id, limit=HISTORY_TURNS)
-                turns = [Turn("user" if m.role == "user" else "bot", m.text) for m in stored]
-                channel = Channel(self, id, room, Conversation(turns, dict(state)))
+                channel = Channel(self, id, room, Conversation(_turns(stored), dict(state)))
                 channel.saved_state = json.dumps(state, sort_keys=True, default=repr)
                 self.channels[id] = channel
             channel.audience.add(client)
@@ -525,5 +608,15 @@ class Hub:
             if channel.audience or self.channels.get(channel.id) is not channel:
                 return
             del self.channels[channel.id]
+            await self.fanout.unsubscribe(channel.id)
         # Nobody is listening any more: the reply in flight is cancelled and stored as partial.
         await channel.close()
+
+    def _deliver(self, conversation: str, text: str) -> None:
+        # A frame broadcast by another process: to this process's audience, if it has one.
+        if (channel := self.channels.get(conversation)) is not None:
+            channel.deliver(text)
+
+
+def _turns(messages: Iterable[StoredMessage]) -> list[Turn]:
+    return [Turn("user" if m.role == "user" else "bot", m.text) for m in messages]

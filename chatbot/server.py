@@ -22,7 +22,7 @@ from websockets.typing import Subprotocol
 
 from chatbot.brains import BrainLike, Conversation, Turn, as_brain, failure_reply, reply_text
 from chatbot.events import EventLog
-from chatbot.hub import Hub
+from chatbot.hub import Fanout, Hub, Storage
 from chatbot.limits import Limits, TokenBucket, origin_allowed
 from chatbot.protocol import PROTOCOL
 from chatbot.store import Store
@@ -54,6 +54,8 @@ class ChatServer:
         store: where JSON sessions are kept (:class:`~chatbot.store.Store`); if omitted, the
             server opens one in memory and closes it when the server closes.
         limits: what one client may do (:class:`~chatbot.limits.Limits`).
+        fanout: carries room traffic to other server processes sharing the store (notebook
+            08); none by default.
     """
 
     def __init__(
@@ -61,14 +63,16 @@ class ChatServer:
         brain: BrainLike = echo,
         *,
         log: EventLog | None = None,
-        store: Store | None = None,
+        store: Storage | None = None,
         limits: Limits | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.brain = as_brain(brain)
         self.log = log if log is not None else EventLog()
         self.limits = limits if limits is not None else Limits()
         self._store = store
         self._owns_store = store is None
+        self.fanout = fanout
         self.hub: Hub | None = None
         self._numbers = itertools.count(1)
         self._server: Server | None = None
@@ -83,7 +87,7 @@ class ChatServer:
             raise RuntimeError("this ChatServer is already started; create a new one")
         if self._store is None:
             self._store = await Store.open(":memory:")
-        self.hub = Hub(self.brain, self._store, self.limits, self.log)
+        self.hub = Hub(self.brain, self._store, self.limits, self.log, self.fanout)
         options: dict[str, Any] = {
             # No permessage-deflate: chat messages are short, and compression costs CPU on every
             # frame and ~50 KiB of memory per connection (benchmarks/README.md has the figures).
@@ -280,6 +284,7 @@ class serve:  # lower case, like the function it stands for in websockets
         log: an :class:`~chatbot.events.EventLog` to record into.
         store: a :class:`~chatbot.store.Store` for JSON sessions (default: one in memory).
         limits: a :class:`~chatbot.limits.Limits` (default: ``Limits()``).
+        fanout: a :class:`~chatbot.hub.Fanout` shared with other processes (notebook 08).
         **kwargs: passed to :func:`websockets.asyncio.server.serve` (``max_size``, ...).
 
     Raises:
@@ -298,11 +303,12 @@ class serve:  # lower case, like the function it stands for in websockets
         port: int = DEFAULT_PORT,
         *,
         log: EventLog | None = None,
-        store: Store | None = None,
+        store: Storage | None = None,
         limits: Limits | None = None,
+        fanout: Fanout | None = None,
         **kwargs: Any,
     ) -> None:
-        self.server = ChatServer(brain, log=log, store=store, limits=limits)
+        self.server = ChatServer(brain, log=log, store=store, limits=limits, fanout=fanout)
         self._where = (host, port)
         self._kwargs = kwargs
 

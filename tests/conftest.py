@@ -23,3 +23,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     asyncio.run(_with_deadline(pyfuncitem.obj, {name: pyfuncitem.funcargs[name] for name in names}))
     return True
+
+# A real redis-server for the tests of the shared backend (tests/redis_server.py).
+from tests.redis_server import backend, redis_prefix, redis_server, redis_url  # noqa: E402, F401

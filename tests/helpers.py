@@ -11,6 +11,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from chatbot.brains import Conversation
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
 
@@ -90,3 +92,15 @@ async def chatbot_process(
 def pid_reply(message: str) -> str:
     """A brain for offload tests: says which process computed the reply."""
     return f"{os.getpid()} {message}"
+
+
+def count_turns(message: str, conversation: Conversation) -> str:
+    """A brain for scale-out tests: says how many turns of the conversation it was shown."""
+    return f"turn {len(conversation.turns) // 2 + 1}"
+
+
+async def slow_words(message: str) -> AsyncIterator[str]:
+    """A brain that streams a reply slowly: ten chunks, 50 ms apart (time to kill a server)."""
+    for n in range(10):
+        await asyncio.sleep(0.05)
+        yield f"{message} {n} "

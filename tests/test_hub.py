@@ -22,6 +22,7 @@ from chatbot.brains import Brain, Conversation
 from chatbot.limits import Limits
 from chatbot.store import Store
 from tests.helpers import chatbot_process
+from tests.redis_server import serve_on
 
 PROTOCOL = "chatbot.v1"
 
@@ -99,8 +100,8 @@ class Countdown(Brain):
             self.released.set()
 
 
-async def test_welcome_ack_and_a_streamed_reply() -> None:
-    async with serve(port=0) as server, json_client(server.url) as ws:
+async def test_welcome_ack_and_a_streamed_reply(backend: tuple[str, str] | None) -> None:
+    async with serve_on(backend) as server, json_client(server.url) as ws:
         assert ws.subprotocol == PROTOCOL
         welcome = await receive(ws)
         assert welcome["type"] == "welcome" and welcome["protocol"] == PROTOCOL
@@ -128,12 +129,14 @@ async def test_plain_text_clients_still_get_one_text_reply() -> None:
         assert await ws.recv() == "plain"
 
 
-async def test_chunks_arrive_in_order_and_join_to_the_reply() -> None:
+async def test_chunks_arrive_in_order_and_join_to_the_reply(
+    backend: tuple[str, str] | None,
+) -> None:
     async def words(message: str) -> AsyncIterator[str]:
         for word in message.split():
             yield word + " "
 
-    async with serve(words, port=0) as server, json_client(server.url) as ws:
+    async with serve_on(backend, words) as server, json_client(server.url) as ws:
         await expect(ws, "welcome")
         await ws.send(json.dumps({"type": "message", "text": "one two three four"}))
         chunks = []
@@ -144,9 +147,11 @@ async def test_chunks_arrive_in_order_and_join_to_the_reply() -> None:
         assert message["text"] == "".join(chunks)
 
 
-async def test_stop_cancels_the_reply_promptly_and_stores_it_as_stopped() -> None:
+async def test_stop_cancels_the_reply_promptly_and_stores_it_as_stopped(
+    backend: tuple[str, str] | None,
+) -> None:
     brain = Countdown()
-    async with serve(brain, port=0) as server, json_client(server.url) as ws:
+    async with serve_on(backend, brain) as server, json_client(server.url) as ws:
         welcome = await expect(ws, "welcome")
         await ws.send(json.dumps({"type": "message", "text": "count"}))
         await expect(ws, "reply.chunk")
@@ -167,14 +172,14 @@ async def test_stop_cancels_the_reply_promptly_and_stores_it_as_stopped() -> Non
         assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("bot", "stopped")]
 
 
-async def test_messages_sent_during_a_reply_are_acknowledged_at_once_and_answered_in_order() -> (
-    None
-):
+async def test_messages_sent_during_a_reply_are_acknowledged_at_once_and_answered_in_order(
+    backend: tuple[str, str] | None,
+) -> None:
     async def slow_echo(message: str) -> AsyncIterator[str]:
         await asyncio.sleep(0.05)
         yield message
 
-    async with serve(slow_echo, port=0) as server, json_client(server.url) as ws:
+    async with serve_on(backend, slow_echo) as server, json_client(server.url) as ws:
         await expect(ws, "welcome")
         for text in ["first", "second", "third"]:
             await ws.send(json.dumps({"type": "message", "text": text}))
@@ -221,8 +226,10 @@ async def test_resume_after_a_kill_and_restart_shows_every_acknowledged_message(
             assert end["text"] == "after the restart"
 
 
-async def test_resume_an_unknown_session_is_an_error_and_the_connection_stays() -> None:
-    async with serve(port=0) as server, json_client(server.url) as ws:
+async def test_resume_an_unknown_session_is_an_error_and_the_connection_stays(
+    backend: tuple[str, str] | None,
+) -> None:
+    async with serve_on(backend) as server, json_client(server.url) as ws:
         await expect(ws, "welcome")
         await ws.send(json.dumps({"type": "resume", "session": "nope", "id": "r"}))
         error = await expect(ws, "error")
@@ -231,11 +238,13 @@ async def test_resume_an_unknown_session_is_an_error_and_the_connection_stays() 
         assert end["text"] == "still here"
 
 
-async def test_the_brain_keeps_its_context_across_a_resume() -> None:
+async def test_the_brain_keeps_its_context_across_a_resume(
+    backend: tuple[str, str] | None,
+) -> None:
     def count(message: str, conversation: Conversation) -> str:
         return f"turn {len(conversation.turns) // 2 + 1}"
 
-    async with serve(count, port=0) as server:
+    async with serve_on(backend, count) as server:
         async with json_client(server.url) as ws:
             session = (await expect(ws, "welcome"))["session"]
             assert [(await say(ws, "x"))[1]["text"] for _ in range(2)] == ["turn 1", "turn 2"]
@@ -246,8 +255,10 @@ async def test_the_brain_keeps_its_context_across_a_resume() -> None:
             assert (await say(ws, "x"))[1]["text"] == "turn 3"
 
 
-async def test_room_members_see_each_others_messages_and_the_bots_replies() -> None:
-    async with serve(port=0) as server:
+async def test_room_members_see_each_others_messages_and_the_bots_replies(
+    backend: tuple[str, str] | None,
+) -> None:
+    async with serve_on(backend) as server:
         async with (
             json_client(server.url) as ada,
             json_client(server.url) as bob,

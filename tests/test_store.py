@@ -7,11 +7,14 @@ import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chatbot.lag import LagMonitor
+from chatbot.scaleout import RedisStore
 from chatbot.store import SCHEMA_VERSION, Store, StoreError
 from tests.helpers import ROOT
 
@@ -34,8 +37,20 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
+OpenStore = Callable[..., Awaitable[Any]]
+
+
 def store_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("chatbot store")]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> OpenStore:
+    """Opens a store of either backend: the tests that use it hold for both (notebook 08)."""
+    if request.param == "sqlite":
+        return lambda **options: Store.open(tmp_path / "chat.db", **options)
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return lambda **options: RedisStore.open(url, prefix=prefix, **options)
 
 
 @pytest.fixture
@@ -48,8 +63,8 @@ def newer_file(tmp_path: Path) -> Path:
     return path
 
 
-async def test_append_and_history_round_trip() -> None:
-    async with await Store.open() as store:
+async def test_append_and_history_round_trip(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         first = await store.append("s1", "user", "Ada", "Hello, ünïcödé ✓")
         second = await store.append("s1", "bot", "echo", "Hello", "stopped")
         assert (first.conversation, first.seq, first.role, first.author) == ("s1", 1, "user", "Ada")
@@ -60,8 +75,8 @@ async def test_append_and_history_round_trip() -> None:
         assert await store.history("nobody") == []
 
 
-async def test_seq_counts_per_conversation() -> None:
-    async with await Store.open() as store:
+async def test_seq_counts_per_conversation(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         seqs = [
             (await store.append(conversation, "user", "Ada", "hi")).seq
             for conversation in ["a", "b", "a", "room:lobby", "a", "b"]
@@ -69,8 +84,8 @@ async def test_seq_counts_per_conversation() -> None:
         assert seqs == [1, 1, 2, 1, 3, 2]
 
 
-async def test_history_limit_returns_the_newest_oldest_first() -> None:
-    async with await Store.open() as store:
+async def test_history_limit_returns_the_newest_oldest_first(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         for i in range(10):
             await store.append("c", "user", "Ada", f"m{i}")
         newest = await store.history("c", limit=3)
@@ -82,8 +97,8 @@ async def test_history_limit_returns_the_newest_oldest_first() -> None:
         assert str(info.value) == "limit must be 0 or more messages, got -1"
 
 
-async def test_history_sees_writes_submitted_before_it() -> None:
-    async with await Store.open() as store:
+async def test_history_sees_writes_submitted_before_it(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         # Neither awaited before the other starts: the queue order decides, and it is call order.
         stored, history = await asyncio.gather(
             store.append("c", "user", "Ada", "first"), store.history("c")
@@ -91,8 +106,8 @@ async def test_history_sees_writes_submitted_before_it() -> None:
         assert history == [stored]
 
 
-async def test_sessions_create_get_and_save() -> None:
-    async with await Store.open() as store:
+async def test_sessions_create_get_and_save(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         created = await store.create_session("guest-1")
         assert (created.name, created.room, created.state) == ("guest-1", None, {})
         assert len(created.id) >= 22  # token_urlsafe(16): 128 random bits
@@ -120,8 +135,8 @@ async def test_sessions_create_get_and_save() -> None:
         assert (saved.name, saved.room, saved.state) == ("Ada L.", None, state)
 
 
-async def test_save_session_snapshots_the_state_when_called() -> None:
-    async with await Store.open() as store:
+async def test_save_session_snapshots_the_state_when_called(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         session = await store.create_session("Ada")
         state = {"count": 1}
 
@@ -133,8 +148,8 @@ async def test_save_session_snapshots_the_state_when_called() -> None:
         assert saved is not None and saved.state == {"count": 1}
 
 
-async def test_invalid_arguments_get_clear_errors() -> None:
-    async with await Store.open() as store:
+async def test_invalid_arguments_get_clear_errors(open_store: OpenStore) -> None:
+    async with await open_store() as store:
         with pytest.raises(ValueError) as info:
             await store.append("c", "assistant", "Ada", "hi")
         assert str(info.value) == "role must be 'user' or 'bot', got 'assistant'"
@@ -154,13 +169,15 @@ async def test_invalid_arguments_get_clear_errors() -> None:
             "no session 'nope' in the store; create it with create_session()"
         )
         with pytest.raises(ValueError) as info:
-            await Store.open(batch_limit=0)
+            await open_store(batch_limit=0)
         assert str(info.value) == "batch_limit must be a positive integer, got 0"
         assert await store.history("c") == []  # nothing invalid was stored
 
 
-async def test_a_failing_write_fails_alone_in_its_batch(tmp_path: Path) -> None:
-    async with await Store.open(tmp_path / "chat.db") as store:
+async def test_a_failing_write_fails_alone_in_its_batch(
+    open_store: OpenStore,
+) -> None:
+    async with await open_store() as store:
         results = await asyncio.gather(
             store.append("c", "user", "Ada", "before"),
             store.save_session("nope", name="Ada"),

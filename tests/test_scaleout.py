@@ -1,0 +1,256 @@
+"""Several server processes as one chat service, on a real Redis (notebook 08).
+
+Each test starts its own ``python -m chatbot --redis ...`` processes on port 0 and talks to them
+over real connections on 127.0.0.1. The behaviour tests of tests/test_store.py and
+tests/test_hub.py run on both backends too (their ``open_store`` and ``backend`` fixtures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import sys
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from chatbot.scaleout import RedisFanout, RedisStore, display_url
+from chatbot.store import StoreError
+from tests.helpers import ServerProcess, chatbot_process
+from tests.redis_server import free_port
+
+PROTOCOL = "chatbot.v1"
+WAIT = 10.0  # seconds for one expected message: ample on a loaded CI machine
+
+
+def json_client(url: str) -> connect:
+    return connect(url, subprotocols=[PROTOCOL], proxy=None, open_timeout=30)  # type: ignore[list-item]
+
+
+async def expect(ws: ClientConnection, kind: str, **fields: Any) -> dict[str, Any]:
+    """Receive until a message of ``kind`` (with these ``fields``) arrives; bounded."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == kind and all(message.get(k) == v for k, v in fields.items()):
+                return dict(message)
+
+
+async def send(ws: ClientConnection, **message: Any) -> None:
+    await ws.send(json.dumps(message))
+
+
+def two_servers(redis: str, brain: str = "echo") -> tuple[Any, Any]:
+    """Two ``python -m chatbot --redis`` processes sharing one Redis.
+
+    They use the default key prefix: the tests keep apart by their room names (each with a
+    random part) and by their sessions' random ids.
+    """
+    args = ("--redis", redis, "--brain", brain, "--log-level", "warning")
+    return chatbot_process(*args), chatbot_process(*args)
+
+
+async def join(url: str, room: str, name: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await json_client(url)
+    welcome = await expect(ws, "welcome")
+    await send(ws, type="join", room=room, name=name)
+    await expect(ws, "history", room=room)
+    return ws, welcome
+
+
+async def test_a_message_through_one_process_reaches_a_client_of_the_other(redis_url: str) -> None:
+    first, second = two_servers(redis_url, "tests.helpers:count_turns")
+    room = f"lab-{secrets.token_hex(4)}"
+    async with first as a, second as b:
+        ada, _ = await join(a.url, room, "Ada")
+        bob, _ = await join(b.url, room, "Bob")
+        async with ada, bob:
+            # Presence counts the room across processes.
+            assert (await expect(ada, "presence", name="Bob"))["members"] == 2
+            await send(ada, type="message", text="hello from A", id="m1")
+            ack = await expect(ada, "ack", id="m1")
+            assert await expect(bob, "message") == {
+                "type": "message",
+                "room": room,
+                "seq": ack["seq"],
+                "author": "Ada",
+                "text": "hello from A",
+            }
+            # Process A answers, and the reply streams to B's client too.
+            for ws in (ada, bob):
+                end = await expect(ws, "reply.end", reply=f"r{ack['seq']}")
+                assert end["text"] == "turn 1"
+            # Process B answers Bob; its brain sees the turns that A stored.
+            await send(bob, type="message", text="hello from B", id="m2")
+            ack = await expect(bob, "ack", id="m2")
+            assert (await expect(ada, "message"))["text"] == "hello from B"
+            for ws in (ada, bob):
+                end = await expect(ws, "reply.end", reply=f"r{ack['seq']}")
+                assert end["text"] == "turn 2"
+            # Typing reaches the other process, and skips the sender.
+            await send(bob, type="typing")
+            assert (await expect(ada, "typing"))["name"] == "Bob"
+            await send(bob, type="leave")
+            left = await expect(ada, "presence", event="leave")
+            assert (left["name"], left["members"]) == ("Bob", 1)
+
+
+async def test_a_session_resumed_on_the_other_process_shows_its_history(redis_url: str) -> None:
+    first, second = two_servers(redis_url, "tests.helpers:count_turns")
+    async with first as a, second as b:
+        async with json_client(a.url) as ws:
+            session = (await expect(ws, "welcome"))["session"]
+            for n in range(3):
+                await send(ws, type="message", text=f"message {n}")
+                await expect(ws, "reply.end")
+        async with json_client(b.url) as ws:
+            await expect(ws, "welcome")
+            await send(ws, type="resume", session=session)
+            history = await expect(ws, "history")
+            assert [(m["seq"], m["role"], m["text"]) for m in history["messages"]] == [
+                (1, "user", "message 0"),
+                (2, "bot", "turn 1"),
+                (3, "user", "message 1"),
+                (4, "bot", "turn 2"),
+                (5, "user", "message 2"),
+                (6, "bot", "turn 3"),
+            ]
+            await send(ws, type="message", text="on B", id="b")
+            assert (await expect(ws, "ack", id="b"))["seq"] == 7
+            assert (await expect(ws, "reply.end"))["text"] == "turn 4"
+
+
+async def resume_elsewhere(
+    server: ServerProcess, session: str, room: str
+) -> tuple[ClientConnection, list[dict[str, Any]]]:
+    """Connect to ``server``, resume ``session``; return the connection and the room's history."""
+    ws = await json_client(server.url)
+    await expect(ws, "welcome")
+    await send(ws, type="resume", session=session)
+    await expect(ws, "history", room=None)  # the session's own conversation
+    history = await expect(ws, "history", room=room)  # then the room it was in
+    return ws, history["messages"]
+
+
+async def test_a_process_killed_mid_conversation_loses_nothing_acknowledged(redis_url: str) -> None:
+    first, second = two_servers(redis_url, "tests.helpers:slow_words")
+    room = f"kill-{secrets.token_hex(4)}"
+    async with first as a, second as b:
+        ada, welcome = await join(a.url, room, "Ada")
+        acknowledged = []
+        for n in range(4):
+            await send(ada, type="message", text=f"ada {n}", id=f"m{n}")
+            acknowledged.append((await expect(ada, "ack", id=f"m{n}"))["seq"])
+        await expect(ada, "reply.chunk")  # A is streaming a reply...
+        a.process.kill()  # ...and dies, with no time to clean up
+        assert await a.process.wait() == -signal.SIGKILL
+        with pytest.raises(ConnectionClosed):
+            await expect(ada, "never")
+        ws, messages = await resume_elsewhere(b, welcome["session"], room)
+        async with ws:
+            user_seqs = [m["seq"] for m in messages if m["role"] == "user"]
+            assert user_seqs == acknowledged
+            await send(ws, type="message", text="after the crash", id="later")
+            later = await expect(ws, "ack", id="later")
+            assert later["seq"] > max(m["seq"] for m in messages)
+
+
+async def test_sigterm_closes_with_1001_and_the_client_resumes_on_the_other_process(
+    redis_url: str,
+) -> None:
+    first, second = two_servers(redis_url)
+    room = f"restart-{secrets.token_hex(4)}"
+    async with first as a, second as b:
+        ada, welcome = await join(a.url, room, "Ada")
+        bob, _ = await join(b.url, room, "Bob")
+        async with bob:
+            await send(ada, type="message", text="before the restart", id="m")
+            ack = await expect(ada, "ack", id="m")
+            await expect(bob, "reply.end")
+            a.process.send_signal(signal.SIGTERM)  # a rolling restart takes A down
+            with pytest.raises(ConnectionClosed) as closed:
+                await expect(ada, "never")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert await a.process.wait() == 0
+            # B's client saw Ada leave, as for any disconnect; the room counts Bob alone.
+            left = await expect(bob, "presence", event="leave")
+            assert (left["name"], left["members"]) == ("Ada", 1)
+            ws, messages = await resume_elsewhere(b, welcome["session"], room)
+            async with ws:
+                assert ack["seq"] in [m["seq"] for m in messages]
+                back = await expect(bob, "presence", event="join")
+                assert (back["name"], back["members"]) == ("Ada", 2)
+
+
+async def test_a_crashed_process_stops_counting_once_its_heartbeat_expires(
+    redis_url: str, redis_prefix: str
+) -> None:
+    first = await RedisFanout.open(redis_url, prefix=redis_prefix)
+    second = await RedisFanout.open(redis_url, prefix=redis_prefix)
+    try:
+        assert await first.members("room:lab", 2) == 2
+        assert await second.members("room:lab", 1) == 3
+        # What the end of a crashed process's heartbeat looks like: its key is gone.
+        await second._redis.delete(f"{redis_prefix}process:{first.id}")
+        assert await second.members("room:lab", 1) == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_redis_that_does_not_answer_is_a_clear_error() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(StoreError) as info:
+        await RedisStore.open(url)
+    assert str(info.value).startswith(f"cannot reach Redis at {url}: ")
+    assert str(info.value).endswith("; start redis-server there, or pass the URL of a running one")
+    with pytest.raises(StoreError) as info:
+        await RedisStore.open("http://127.0.0.1:6379/")
+    assert str(info.value) == (
+        "expected a Redis URL like redis://127.0.0.1:6379/0, got 'http://127.0.0.1:6379/'; "
+        "see docs/deploy.md"
+    )
+
+
+async def test_the_command_line_names_a_redis_it_cannot_reach() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatbot",
+        "--port",
+        "0",
+        "--redis",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 1
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot reach Redis at {url}: ")
+
+
+async def test_a_closed_redis_store_says_so(redis_url: str, redis_prefix: str) -> None:
+    store = await RedisStore.open(redis_url, prefix=redis_prefix)
+    await store.append("c", "user", "Ada", "kept")
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StoreError) as info:
+        await store.history("c")
+    assert str(info.value) == (
+        f'the store "{redis_url}" is closed; open it again with `await RedisStore.open(url)`'
+    )
+    async with await RedisStore.open(redis_url, prefix=redis_prefix) as reopened:
+        assert [m.text for m in await reopened.history("c")] == ["kept"]
+
+
+def test_urls_are_shown_without_their_password() -> None:
+    assert display_url("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert display_url("redis://ada:s3cret@host/1") == "redis://ada:***@host/1"
+    assert display_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
