@@ -200,6 +200,7 @@ class Channel:
     saved_state: str = "{}"  # the brain's memory as last saved, as JSON
     reserved: int = 0  # slots taken by messages being stored, not queued yet
     closed: bool = False  # close() was called: no worker starts again
+    stale: bool = False  # other processes spoke here: reload the conversation before answering
 
     def broadcast(self, text: str, *, skip: Client | None = None) -> None:
         """Send ``text`` to the audience here, and through the hub's fan-out to the others."""
@@ -258,8 +259,9 @@ class Channel:
         hub, brain = self.hub, self.hub.brain
         reply = f"r{item.stored.seq}"
         parts: list[str] = []
-        if hub.fanout.shared:
-            # Other processes add turns to this conversation too: the brain must see them.
+        if self.stale:
+            # Other processes added turns to this conversation: the brain must see them too.
+            self.stale = False
             stored = await hub.store.history(self.id, limit=HISTORY_TURNS + 1)
             self.conversation.turns = _turns(m for m in stored if m.seq < item.stored.seq)
         self.broadcast(protocol.reply_start(reply, item.stored.seq, self.room))
@@ -355,9 +357,6 @@ class Fanout:
     conversation gets its first client here, :meth:`unsubscribe` after its last one left,
     :meth:`publish` after each broadcast, and :meth:`members` for a room's head count.
     """
-
-    shared = False
-    """Whether other processes write to the same conversations (then replies reload history)."""
 
     def bind(self, deliver: Callable[[str, str], None]) -> None:
         """Remember where frames from other processes go: ``deliver(conversation, text)``."""
@@ -615,6 +614,7 @@ class Hub:
     def _deliver(self, conversation: str, text: str) -> None:
         # A frame broadcast by another process: to this process's audience, if it has one.
         if (channel := self.channels.get(conversation)) is not None:
+            channel.stale = True
             channel.deliver(text)
 
 

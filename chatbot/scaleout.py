@@ -59,10 +59,10 @@ TIMEOUT: Final = 10.0  # seconds: an operation Redis does not answer in this tim
 
 # seq and the message in one step: two processes appending to one room at once cannot write
 # their messages out of order. Stream entry ids are "0-seq", so the stream is sorted by seq.
+# The message is one JSON field: one value to parse per message when the history is read.
 APPEND: Final = """
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], '0-' .. seq, 'role', ARGV[1], 'author', ARGV[2], 'text', ARGV[3],
-           'status', ARGV[4], 'time', ARGV[5])
+redis.call('XADD', KEYS[2], '0-' .. seq, 'm', ARGV[1])
 return seq
 """
 
@@ -207,7 +207,7 @@ class RedisStore:
             raise ValueError(f"status must be 'complete', 'stopped' or 'partial', got {status!r}")
         now = time.time()
         keys = [self._key("seq", conversation), self._key("messages", conversation)]
-        args = [role, author, text, status, repr(now)]
+        args = [json.dumps([role, author, text, status, now])]
         return await self._submit(
             lambda pipe: pipe.eval(APPEND, 2, *keys, *args),
             lambda seq: StoredMessage(conversation, int(seq), role, author, text, status, now),
@@ -360,16 +360,8 @@ def _session(session_id: str, fields: dict[str, str]) -> SessionRecord | None:
 
 
 def _message(conversation: str, entry_id: str, fields: dict[str, str]) -> StoredMessage:
-    seq = int(entry_id.partition("-")[2])
-    return StoredMessage(
-        conversation,
-        seq,
-        fields["role"],
-        fields["author"],
-        fields["text"],
-        fields["status"],
-        float(fields["time"]),
-    )
+    role, author, text, status, when = json.loads(fields["m"])
+    return StoredMessage(conversation, int(entry_id[2:]), role, author, text, status, when)
 
 
 def _client(url: str, retry: Retry, timeout: float | None) -> aioredis.Redis:
