@@ -66,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis",
         metavar="URL",
+        default=os.environ.get("CHATBOT_REDIS") or None,
         help="keep sessions in Redis and share rooms with every server started with the same "
-        "URL, e.g. redis://127.0.0.1:6379/0 (then --db is not used; see docs/deploy.md)",
+        "URL, e.g. redis://127.0.0.1:6379/0 (then --db is not used; default: $CHATBOT_REDIS, "
+        "where a password stays out of the process list; see docs/deploy.md)",
     )
     parser.add_argument(
         "--max-connections",

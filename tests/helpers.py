@@ -52,13 +52,13 @@ def without_modules(*names: str) -> list[str]:
 
 @asynccontextmanager
 async def chatbot_process(
-    *args: str, python: list[str] | None = None
+    *args: str, python: list[str] | None = None, env: dict[str, str] | None = None
 ) -> AsyncIterator[ServerProcess]:
     """Start ``python -m chatbot --port 0 ARGS``; wait for its address; kill it if still alive.
 
-    ``python`` replaces ``-m chatbot`` (see :func:`without_modules`).
+    ``python`` replaces ``-m chatbot`` (see :func:`without_modules`); ``env`` adds variables.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if "--db" not in args:
         args = (*args, "--db", ":memory:")  # leave no database file behind
     process = await asyncio.create_subprocess_exec(

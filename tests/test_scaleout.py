@@ -45,13 +45,16 @@ async def send(ws: ClientConnection, **message: Any) -> None:
 
 
 def two_servers(redis: str, brain: str = "echo") -> tuple[Any, Any]:
-    """Two ``python -m chatbot --redis`` processes sharing one Redis.
+    """Two ``python -m chatbot`` processes on one Redis: by ``--redis URL``, by ``$CHATBOT_REDIS``.
 
     They use the default key prefix: the tests keep apart by their room names (each with a
     random part) and by their sessions' random ids.
     """
-    args = ("--redis", redis, "--brain", brain, "--log-level", "warning")
-    return chatbot_process(*args), chatbot_process(*args)
+    args = ("--brain", brain, "--log-level", "warning")
+    return (
+        chatbot_process("--redis", redis, *args),
+        chatbot_process(*args, env={"CHATBOT_REDIS": redis}),  # a password stays out of argv
+    )
 
 
 async def join(url: str, room: str, name: str) -> tuple[ClientConnection, dict[str, Any]]:
