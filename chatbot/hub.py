@@ -32,7 +32,7 @@ from chatbot.brains import Brain, Conversation, Turn, failure_reply
 from chatbot.events import EventLog
 from chatbot.limits import Limits, TokenBucket
 from chatbot.protocol import Join, Leave, ProtocolError, Resume, Say, Stop, Typing
-from chatbot.store import UNSET, SessionRecord, StoredMessage, _Unset
+from chatbot.store import UNSET, SessionRecord, StoredMessage, StoreError, _Unset
 
 __all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox", "Storage"]
 
@@ -40,6 +40,11 @@ logger = logging.getLogger("chatbot.hub")
 
 HISTORY_TURNS = 200  # turns a brain sees, and a client gets back on resume or join
 DROP_GRACE = 2.0  # seconds a client that stopped reading gets to take a close frame
+NOT_STORED = (
+    "Your message was not stored: the server cannot reach its storage right now. "
+    "Send it again in a moment."
+)
+REPLY_NOT_STORED = "The reply could not be stored: the server cannot reach its storage right now."
 
 
 class Outbox:
@@ -249,7 +254,13 @@ class Channel:
     async def _work(self, pending: collections.deque[_Pending]) -> None:
         try:
             while pending:
-                await self._answer(pending.popleft())
+                item = pending.popleft()
+                try:
+                    await self._answer(item)
+                except StoreError:
+                    # The reply was streamed but not stored: say so, and answer the next one.
+                    logger.exception("cannot store a reply in %s", self.id)
+                    item.client.send(protocol.error("store_failed", REPLY_NOT_STORED))
         finally:
             # In the same step as the last check of the queue: a submit() that comes after
             # this starts a new worker, so no message waits without one.
@@ -516,6 +527,13 @@ class Hub:
         channel.reserved += 1
         try:
             stored = await self.store.append(channel.id, "user", client.name, request.text)
+        except StoreError:
+            # Not stored, so not acknowledged: the client may send it again. The server's
+            # trouble (a store on the network that is down), not the client's: logged.
+            logger.exception("cannot store a message from client %d", client.number)
+            self.log.record("error", client.number, "store_failed")
+            client.send(protocol.error("store_failed", NOT_STORED, request.id))
+            return
         finally:
             channel.reserved -= 1
         client.send(protocol.ack(request.id, channel.id, stored.seq))

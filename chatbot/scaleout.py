@@ -387,10 +387,11 @@ async def _ping(client: aioredis.Redis, url: str) -> None:
 
 # --- The fan-out: Redis pub/sub between the processes.
 
-# A room's head count: each process writes its own count in the room's hash, then the live
-# processes' counts are summed. A process that crashed left its count behind: its heartbeat
-# key expires within HEARTBEAT_TTL seconds, and then its count is dropped here.
+# A room's head count: each process writes its own count in the room's hash (and renews its
+# heartbeat key), then the live processes' counts are summed. A process that crashed left its
+# count behind: its heartbeat key expires within HEARTBEAT_TTL seconds, then its count is dropped.
 MEMBERS: Final = """
+redis.call('SET', ARGV[3] .. ARGV[1], '1', 'EX', ARGV[4])
 if tonumber(ARGV[2]) > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 else
@@ -534,6 +535,7 @@ class RedisFanout(Fanout):
                 self.id,
                 here,
                 f"{self._prefix}process:",
+                HEARTBEAT_TTL,
             )
         except (RedisError, OSError) as exc:
             logger.warning("cannot count the members of %s in Redis (%s)", conversation, exc)

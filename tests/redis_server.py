@@ -41,13 +41,13 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` child process listening on 127.0.0.1 only."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int | None = None) -> None:
         executable = shutil.which("redis-server") or (
             "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
         )
         if executable is None:
             raise RuntimeError(MISSING)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         # Loopback only, nothing saved to disk: a scratch Redis for the tests.
         options = {"port": str(self.port), "bind": "127.0.0.1", "save": "", "appendonly": "no"}

@@ -12,16 +12,18 @@ import json
 import secrets
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from chatbot.scaleout import RedisFanout, RedisStore, display_url
 from chatbot.store import StoreError
 from tests.helpers import ServerProcess, chatbot_process
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port, serve_on
 
 PROTOCOL = "chatbot.v1"
 WAIT = 10.0  # seconds for one expected message: ample on a loaded CI machine
@@ -257,3 +259,55 @@ def test_urls_are_shown_without_their_password() -> None:
     assert display_url("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert display_url("redis://ada:s3cret@host/1") == "redis://ada:***@host/1"
     assert display_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+async def subscribers(url: str, channel: str) -> int:
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        return int(dict(await client.pubsub_numsub(channel))[channel])
+    finally:
+        await client.aclose()
+
+
+async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_works_again(
+    tmp_path: Path,
+) -> None:
+    # A Redis of this test's own: it is stopped, then started again on the same port (empty:
+    # the tests' Redis keeps nothing on disk).
+    (tmp_path / "first").mkdir()
+    redis = RedisServer(tmp_path / "first")
+    backend = (redis.url, "outage:")
+    try:
+        async with serve_on(backend) as a, serve_on(backend) as b:
+            ada, _ = await join(a.url, "lab", "Ada")
+            bob, _ = await join(b.url, "lab", "Bob")
+            async with ada, bob:
+                await send(ada, type="message", text="before", id="m1")
+                await expect(ada, "ack", id="m1")
+                assert (await expect(bob, "message"))["text"] == "before"
+
+                redis.stop()
+                await send(ada, type="message", text="during", id="m2")
+                assert await expect(ada, "error", id="m2") == {
+                    "type": "error",
+                    "code": "store_failed",
+                    "message": "Your message was not stored: the server cannot reach its "
+                    "storage right now. Send it again in a moment.",
+                    "id": "m2",
+                }
+
+                (tmp_path / "second").mkdir()
+                redis = RedisServer(tmp_path / "second", port=redis.port)
+                # Both processes subscribe again by themselves (redis-py reconnects): wait for
+                # it, polling Redis, at most 100 times 0.1 s.
+                for _ in range(100):
+                    if await subscribers(redis.url, "outage:fanout:room:lab") == 2:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the processes did not subscribe again within 10 s")
+                await send(ada, type="message", text="after", id="m3")
+                await expect(ada, "ack", id="m3")
+                assert (await expect(bob, "message"))["text"] == "after"
+    finally:
+        redis.stop()
