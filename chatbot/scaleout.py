@@ -437,15 +437,16 @@ class RedisFanout(Fanout):
         await fanout.close()
     """
 
-    shared = True
-
-    def __init__(self, publisher: aioredis.Redis, url: str, prefix: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, subscriber: aioredis.Redis, url: str, prefix: str
+    ) -> None:
         """Use :meth:`RedisFanout.open`: it checks that Redis answers and subscribes."""
         self.id = secrets.token_hex(6)  # this process, in frames and head counts
-        self._redis = publisher
+        self._redis = client
+        self._subscriber = subscriber
         self._url = url
         self._prefix = prefix
-        self._pubsub = publisher.pubsub()
+        self._pubsub = subscriber.pubsub()
         self._deliver: Callable[[str, str], None] = lambda conversation, text: None
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._outgoing: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(PUBLISH_QUEUE)
@@ -463,11 +464,14 @@ class RedisFanout(Fanout):
             StoreError: the URL is not a Redis URL, or Redis does not answer.
         """
         _check_url(url)
-        # The subscriber waits for frames without a time limit; after a lost connection it
-        # reconnects and subscribes again (redis-py does it), a few times, backing off.
-        client = _client(url, Retry(ExponentialBackoff(cap=2.0), 5), None)
+        # Publishing, counting and the heartbeat fail fast and are never retried: a PUBLISH
+        # sent again after a lost answer could deliver a chunk twice. The subscriber waits for
+        # frames without a time limit; after a lost connection it reconnects and subscribes
+        # again (redis-py does it), backing off.
+        client = _client(url, Retry(NoBackoff(), 0), TIMEOUT)
         await _ping(client, url)
-        fanout = cls(client, url, prefix)
+        subscriber = _client(url, Retry(ExponentialBackoff(cap=2.0), 5), None)
+        fanout = cls(client, subscriber, url, prefix)
         try:
             await fanout._start()
         except BaseException:
@@ -621,6 +625,7 @@ class RedisFanout(Fanout):
             pipe.delete(f"{self._prefix}process:{self.id}")
             await pipe.execute()
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._subscriber.aclose()
         await self._redis.aclose()
 
     def __repr__(self) -> str:
