@@ -144,3 +144,27 @@ def test_an_earlier_report_can_be_summarised_again_without_measuring(
     again = json.loads(copy.read_text())
     assert again["measurements"] == smoke["report"]["measurements"]
     assert again["summary"] == smoke["report"]["summary"]
+
+
+def test_a_py_spy_profile_is_summarised_per_thread_by_self_and_total_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # py-spy's raw format, as `py-spy record -f raw --threads` writes it (CI has no py-spy: the
+    # summary is tested on stacks of that shape, the recording is run by hand).
+    raw = (
+        "thread (101): MainThread;main (/srv/benchmarks/servers.py:9);"
+        "put (/srv/chatbot/hub.py:80);send_data (/v/lib/python3.11/site-packages/x.py:3) 6\n"
+        "thread (101): MainThread;main (/srv/benchmarks/servers.py:9);"
+        "put (/srv/chatbot/hub.py:80) 2\n"
+        "thread (101): MainThread 2\n"
+        "thread (102): chatbot store /srv/chatbot/store.py;commit (/srv/chatbot/store.py:5) 30\n"
+        "thread (103): helper;idle (/srv/chatbot/x.py:1) 0\n"
+    )
+    summary = _load("profile", monkeypatch).summarise(raw, top=2)
+    store, main = summary.split("\n## thread ")[1:]  # the busiest thread first; helper: < 2 %
+    assert store.startswith("chatbot store: 30 samples")
+    assert "100.0  commit (chatbot/store.py)" in store
+    assert main.splitlines()[0] == "MainThread: 10 samples"
+    assert "\n 60.0  send_data (x.py)\n 20.0  put (chatbot/hub.py)\n" in main
+    total = main.split("total %  function (self + callees)\n")[1].splitlines()
+    assert sorted(total) == [" 80.0  main (benchmarks/servers.py)", " 80.0  put (chatbot/hub.py)"]
