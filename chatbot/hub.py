@@ -369,8 +369,10 @@ class Fanout:
     :meth:`publish` after each broadcast, and :meth:`members` for a room's head count.
     """
 
-    def bind(self, deliver: Callable[[str, str], None]) -> None:
-        """Remember where frames from other processes go: ``deliver(conversation, text)``."""
+    def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
+        """Remember where frames from other processes go (``deliver(conversation, text)``),
+        and how to stop a reply this process writes when another asks (``stop(conversation)``).
+        """
 
     async def subscribe(self, conversation: str) -> None:
         """Start receiving what other processes broadcast in ``conversation``."""
@@ -384,6 +386,10 @@ class Fanout:
     async def members(self, conversation: str, here: int) -> int:
         """Return a room's head count, given its count in this process (``here``)."""
         return here
+
+    async def stop(self, conversation: str) -> bool:
+        """Stop the reply another process writes in ``conversation``; return whether one did."""
+        return False
 
     async def close(self) -> None:
         """Let go of what the fan-out holds (its owner calls it, after the server closed)."""
@@ -413,7 +419,7 @@ class Hub:
         self.limits = limits
         self.log = log
         self.fanout = fanout if fanout is not None else Fanout()
-        self.fanout.bind(self._deliver)
+        self.fanout.bind(self._deliver, self._stop_here)
         self.channels: dict[str, Channel] = {}
         self._channels_lock = asyncio.Lock()
 
@@ -491,7 +497,8 @@ class Hub:
             case Say():
                 await self._say(client, request)
             case Stop():
-                if not client.channel.stop():
+                # The reply is written by the process that got its message: maybe another one.
+                if not client.channel.stop() and not await self.fanout.stop(client.channel.id):
                     self._refuse(
                         client, "nothing_to_stop", "No reply is being written.", request.id
                     )
@@ -634,6 +641,11 @@ class Hub:
         if (channel := self.channels.get(conversation)) is not None:
             channel.stale = True
             channel.deliver(text)
+
+    def _stop_here(self, conversation: str) -> bool:
+        # Another process was asked to stop a reply in this conversation: this one writes it?
+        channel = self.channels.get(conversation)
+        return channel is not None and channel.stop()
 
 
 def _turns(messages: Iterable[StoredMessage]) -> list[Turn]:

@@ -413,6 +413,11 @@ HEARTBEAT_TTL: Final = 30  # seconds a process counts as alive after its last he
 HEARTBEAT_EVERY: Final = 10.0
 PUBLISH_QUEUE: Final = 10_000  # frames waiting to be published; past it, frames are dropped
 PUBLISH_BATCH: Final = 512  # frames published in one round trip, at most
+# A control frame between processes, never sent to a client (frames for clients are JSON):
+# "stop the reply you write in this conversation", answered on the asker's own channel.
+STOP: Final = "\x00stop"
+STOPPED: Final = "\x00stopped"
+STOP_WAIT: Final = 2.0  # seconds to wait for the other processes' answers to a stop
 
 
 class RedisFanout(Fanout):
@@ -448,6 +453,8 @@ class RedisFanout(Fanout):
         self._prefix = prefix
         self._pubsub = subscriber.pubsub()
         self._deliver: Callable[[str, str], None] = lambda conversation, text: None
+        self._stop: Callable[[str], bool] = lambda conversation: False
+        self._stops: dict[str, tuple[asyncio.Future[bool], list[int]]] = {}  # by request id
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._outgoing: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(PUBLISH_QUEUE)
         self._lock = asyncio.Lock()  # one (un)subscribe at a time on the shared connection
@@ -486,15 +493,18 @@ class RedisFanout(Fanout):
         await self._heartbeat()
         # Always subscribed to something (this process's own channel): redis-py's reader only
         # waits for frames on a subscribed connection.
-        await self._pubsub.subscribe(f"{self._prefix}process:{self.id}")
+        await self._pubsub.subscribe(self._own_channel())
         self._tasks = [
             asyncio.create_task(self._read_all(), name="redis fan-out reader"),
             asyncio.create_task(self._publish_all(), name="redis fan-out publisher"),
             asyncio.create_task(self._beat_all(), name="redis fan-out heartbeat"),
         ]
 
-    def bind(self, deliver: Callable[[str, str], None]) -> None:
-        self._deliver = deliver
+    def _own_channel(self) -> str:
+        return f"{self._prefix}process:{self.id}"
+
+    def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
+        self._deliver, self._stop = deliver, stop
 
     async def subscribe(self, conversation: str) -> None:
         # Returns once Redis confirmed: from then on, nothing published there is missed.
@@ -528,6 +538,44 @@ class RedisFanout(Fanout):
             self._dropped += 1
             if self._dropped == 1 or self._dropped % 1000 == 0:
                 logger.error("Redis is not taking frames: %d not published", self._dropped)
+
+    async def stop(self, conversation: str) -> bool:
+        # Ask every process with clients in the conversation; each answers whether it stopped
+        # a reply there. PUBLISH says how many got the question (this process included).
+        request = secrets.token_hex(4)
+        answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        try:
+            receivers = await self._redis.publish(
+                self._channel(conversation), f"{self.id}\n{STOP} {request}"
+            )
+        except (RedisError, OSError) as exc:
+            logger.warning("cannot ask the other processes to stop a reply (%s)", exc)
+            return False
+        if receivers <= 1:
+            return False  # no other process has clients here
+        self._stops[request] = (answered, [receivers - 1])
+        try:
+            async with asyncio.timeout(STOP_WAIT):
+                return await answered
+        except TimeoutError:
+            return False  # a process that does not answer is not writing a reply we can stop
+        finally:
+            del self._stops[request]
+
+    def _answer_stop(self, conversation: str, origin: str, request: str) -> None:
+        stopped = self._stop(conversation)
+        answer = f"{self.id}\n{STOPPED} {request} {int(stopped)}"
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outgoing.put_nowait((f"{self._prefix}process:{origin}", answer))
+
+    def _stop_answered(self, text: str) -> None:
+        _, request, stopped = text.split(" ")
+        if (waiting := self._stops.get(request)) is None:
+            return  # answered after the wait ended
+        answered, remaining = waiting
+        remaining[0] -= 1
+        if not answered.done() and (stopped == "1" or remaining[0] == 0):
+            answered.set_result(stopped == "1")
 
     async def members(self, conversation: str, here: int) -> int:
         self._rooms.add(conversation)
@@ -565,11 +613,18 @@ class RedisFanout(Fanout):
                 origin, _, text = data.partition("\n")
                 if origin == self.id:
                     continue  # ours: already delivered here
+                if channel == self._own_channel():
+                    if text.startswith(STOPPED):
+                        self._stop_answered(text)
+                    continue
                 conversation = channel[len(self._prefix) + len("fanout:") :]
                 try:
-                    self._deliver(conversation, text)
+                    if text.startswith(STOP):
+                        self._answer_stop(conversation, origin, text.partition(" ")[2])
+                    else:
+                        self._deliver(conversation, text)
                 except Exception:
-                    logger.exception("delivering a frame from Redis to %s failed", conversation)
+                    logger.exception("a frame from Redis to %s failed", conversation)
 
     async def _publish_all(self) -> None:
         while True:

@@ -104,3 +104,10 @@ async def slow_words(message: str) -> AsyncIterator[str]:
     for n in range(10):
         await asyncio.sleep(0.05)
         yield f"{message} {n} "
+
+
+async def long_count(message: str) -> AsyncIterator[str]:
+    """A brain that counts to 500, 20 ms a number: a reply that only Stop ends in time."""
+    for n in range(1, 501):
+        yield f"{n} "
+        await asyncio.sleep(0.02)

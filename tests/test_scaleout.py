@@ -311,3 +311,26 @@ async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_
                 assert (await expect(bob, "message"))["text"] == "after"
     finally:
         redis.stop()
+
+
+async def test_stop_through_one_process_stops_the_reply_the_other_writes(redis_url: str) -> None:
+    first, second = two_servers(redis_url, "tests.helpers:long_count")
+    room = f"stop-{secrets.token_hex(4)}"
+    async with first as a, second as b:
+        ada, _ = await join(a.url, room, "Ada")
+        bob, _ = await join(b.url, room, "Bob")
+        async with ada, bob:
+            await send(ada, type="message", text="count", id="m")
+            await expect(ada, "ack", id="m")
+            await expect(bob, "reply.chunk")  # A writes the reply; Bob, on B, sees it stream
+            await send(bob, type="stop", id="s1")
+            for ws in (ada, bob):
+                end = await expect(ws, "reply.end")
+                assert end["status"] == "stopped" and not end["text"].endswith("500 ")
+            # Nothing streams anywhere now: B asks A, A answers no, and Bob hears so at once.
+            await send(bob, type="stop", id="s2")
+            error = await expect(bob, "error", id="s2")
+            assert (error["code"], error["message"]) == (
+                "nothing_to_stop",
+                "No reply is being written.",
+            )
