@@ -391,6 +391,10 @@ class Fanout:
         """Stop the reply another process writes in ``conversation``; return whether one did."""
         return False
 
+    async def guest_name(self, number: int) -> str:
+        """The display name of this server's ``number``-th client until it sets one."""
+        return f"guest-{number}"
+
     async def close(self) -> None:
         """Let go of what the fan-out holds (its owner calls it, after the server closed)."""
 
@@ -433,7 +437,7 @@ class Hub:
             TokenBucket(limits.messages_per_second, limits.burst),
         )
         try:
-            record = await self.store.create_session(f"guest-{number}")
+            record = await self.store.create_session(await self.fanout.guest_name(number))
             client.session, client.name = record.id, record.name
             client.send(protocol.welcome(record.id, record.name, self.brain.name, limits.public()))
             client.private = await self._attach(client, record.id, None, record.state)

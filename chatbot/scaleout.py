@@ -577,6 +577,14 @@ class RedisFanout(Fanout):
         if not answered.done() and (stopped == "1" or remaining[0] == 0):
             answered.set_result(stopped == "1")
 
+    async def guest_name(self, number: int) -> str:
+        # Numbered across every process, or two guest-1 would meet in a room.
+        try:
+            return f"guest-{await self._redis.incr(f'{self._prefix}guests')}"
+        except (RedisError, OSError) as exc:
+            logger.warning("cannot number a guest in Redis (%s)", exc)
+            return f"guest-{self.id}-{number}"
+
     async def members(self, conversation: str, here: int) -> int:
         self._rooms.add(conversation)
         try:

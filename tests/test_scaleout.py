@@ -71,9 +71,11 @@ async def test_a_message_through_one_process_reaches_a_client_of_the_other(redis
     first, second = two_servers(redis_url, "tests.helpers:count_turns")
     room = f"lab-{secrets.token_hex(4)}"
     async with first as a, second as b:
-        ada, _ = await join(a.url, room, "Ada")
-        bob, _ = await join(b.url, room, "Bob")
+        ada, welcome_a = await join(a.url, room, "Ada")
+        bob, welcome_b = await join(b.url, room, "Bob")
         async with ada, bob:
+            # Each process's first client, but guests are numbered across processes.
+            assert welcome_a["name"] != welcome_b["name"]
             # Presence counts the room across processes.
             assert (await expect(ada, "presence", name="Bob"))["members"] == 2
             await send(ada, type="message", text="hello from A", id="m1")
