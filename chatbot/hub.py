@@ -366,7 +366,8 @@ class Fanout:
     sharing a store (notebook 08) pass a fan-out that carries each broadcast to the other
     processes (:class:`chatbot.scaleout.RedisFanout`). The hub calls :meth:`subscribe` when a
     conversation gets its first client here, :meth:`unsubscribe` after its last one left,
-    :meth:`publish` after each broadcast, and :meth:`members` for a room's head count.
+    :meth:`publish` after each broadcast, :meth:`members` for a room's head count, :meth:`stop`
+    for a Stop that no reply of this process answers, and :meth:`guest_name` for a newcomer.
     """
 
     def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
