@@ -46,6 +46,7 @@ OPTIONAL = {
     "uvloop": "a faster event loop for `python -m chatbot`",
     "orjson": "faster JSON frames",
     "jupyter-server-proxy": "the chat page on JupyterHub and Binder",
+    "redis": "several processes sharing Redis (notebook 08, --redis)",
     "playwright": "the browser tests",
 }
 """Packages used when present, and what for."""
@@ -153,6 +154,18 @@ def check_proxies() -> Check:
         "send loopback traffic to the proxy. The notebooks pass proxy=None (websockets) and "
         "trust_env=False (httpx); for the rest, export NO_PROXY=127.0.0.1,localhost",
     )
+
+
+def check_redis() -> Check:
+    """Notebook 08 starts a redis-server: pip cannot install one."""
+    if (path := shutil.which("redis-server")) is None:
+        return Check(
+            "warn",
+            "redis-server",
+            "not found: notebook 08 (several processes) needs it. sudo apt-get install "
+            "redis-server on Debian or Ubuntu, brew install redis on macOS",
+        )
+    return Check("ok", "redis-server", f"{path}, for notebook 08")
 
 
 def check_hub(port: int) -> Check:
@@ -276,7 +289,7 @@ async def check_machine(
             print(check)
     """
     checks = [check_python(), *check_packages(), check_port(port, host), check_proxies()]
-    checks.append(check_hub(port))
+    checks += [check_redis(), check_hub(port)]
     checks += await check_server(brain, host)
     return checks
 

@@ -24,5 +24,25 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     asyncio.run(_with_deadline(pyfuncitem.obj, {name: pyfuncitem.funcargs[name] for name in names}))
     return True
 
+
 # A real redis-server for the tests of the shared backend (tests/redis_server.py).
-from tests.redis_server import backend, redis_prefix, redis_server, redis_url  # noqa: E402, F401
+from tests.redis_server import (  # noqa: E402
+    MISSING,
+    backend,  # noqa: F401
+    redis_executable,
+    redis_prefix,  # noqa: F401
+    redis_required,
+    redis_server,  # noqa: F401
+    redis_url,  # noqa: F401
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Notebook 08 starts its own redis-server: without one (and outside CI), skip it, saying why,
+    # as the fixture does for the Redis tests.
+    if redis_executable() is not None or redis_required():
+        return
+    for item in items:
+        runs_it = item.nodeid.startswith("notebooks/") or "runs_twice" in item.nodeid
+        if "08_scale-out" in item.nodeid and runs_it:
+            item.add_marker(pytest.mark.skip(reason=MISSING))

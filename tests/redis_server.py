@@ -6,6 +6,7 @@ tests never see each other's data. Nothing is written to disk (``--save ''``, no
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -25,9 +26,9 @@ from chatbot.server import ChatServer, echo, serve
 STARTUP_TIMEOUT = 10.0
 
 MISSING = (
-    "redis-server is not installed, and the Redis tests need a real one: install Debian's "
-    "package (`sudo apt-get install redis-server`, which .ci/run does), or put redis-server "
-    "on PATH"
+    "redis-server is not installed, and the Redis tests and notebook 08 need a real one: "
+    "`sudo apt-get install redis-server` on Debian or Ubuntu (.ci/run does), `brew install "
+    "redis` on macOS, or put redis-server on PATH"
 )
 
 
@@ -38,13 +39,33 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def redis_executable() -> str | None:
+    """Where ``redis-server`` is on this machine, if it is."""
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+
+
+def redis_required() -> bool:
+    """In CI (``CI`` is set, as by .ci/run, which installs it) a missing Redis is a failure.
+
+    On a learner's machine without it, the Redis tests and notebook 08 are skipped, saying how
+    to install it: pip cannot, and the rest of the suite is worth running anyway.
+    """
+    return bool(os.environ.get("CI"))
+
+
+def require_redis() -> None:
+    """Skip the calling test when redis-server is missing, but in CI (there, it fails)."""
+    if redis_executable() is None and not redis_required():
+        pytest.skip(MISSING)
+
+
 class RedisServer:
     """A ``redis-server`` child process listening on 127.0.0.1 only."""
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
-        executable = shutil.which("redis-server") or (
-            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-        )
+        executable = redis_executable()
         if executable is None:
             raise RuntimeError(MISSING)
         self.port = port or free_port()
@@ -90,7 +111,8 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One real Redis for the whole test session; fails (not skips) when it is not installed."""
+    """One real Redis for the whole test session; in CI, fails (not skips) when it is missing."""
+    require_redis()
     try:
         server = RedisServer(tmp_path_factory.mktemp("redis"))
     except RuntimeError as exc:

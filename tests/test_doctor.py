@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.doctor import Check, check_hub, check_machine, check_port, check_proxies
+from chatbot.doctor import (
+    Check,
+    check_hub,
+    check_machine,
+    check_port,
+    check_proxies,
+    check_redis,
+)
 from tests.helpers import ROOT
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -57,7 +64,7 @@ async def test_doctor_on_this_machine_finds_it_ready(squatter: int) -> None:
     status, out = await doctor("-m", "chatbot", "doctor", "--port", str(squatter))
     assert status == 0, out
     lines = out.splitlines()
-    for what in ("Python", "packages", "page", "chat", "browser"):
+    for what in ("Python", "packages", "redis-server", "page", "chat", "browser"):
         assert any(line.startswith(f"OK    {what}: ") for line in lines), (what, out)
     assert any(line.startswith(f"WARN  port: 127.0.0.1:{squatter} is in use") for line in lines)
     assert "answered in plain text" in out and "in chatbot.v1" in out
@@ -147,3 +154,13 @@ async def test_a_websockets_of_another_major_version_fails(tmp_path: Path) -> No
     assert status == 0, out
     assert out.startswith("FAIL  packages: websockets 16.0 (the workshop is written for 17.x)")
     assert out.strip().endswith("run pip install -r requirements.txt")
+
+
+def test_without_redis_server_notebook_08_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert check_redis().status == "ok"  # installed here, as .ci/run does
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no redis-server on it
+    check = check_redis()
+    assert check.status == "warn"
+    assert "notebook 08" in check.detail and "apt-get install redis-server" in check.detail

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from chatbot.scaleout import RedisFanout, RedisStore, display_url
 from chatbot.store import StoreError
 from tests.helpers import ServerProcess, chatbot_process
-from tests.redis_server import RedisServer, free_port, serve_on
+from tests.redis_server import RedisServer, free_port, require_redis, serve_on
 
 PROTOCOL = "chatbot.v1"
 WAIT = 10.0  # seconds for one expected message: ample on a loaded CI machine
@@ -276,6 +276,7 @@ async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_
 ) -> None:
     # A Redis of this test's own: it is stopped, then started again on the same port (empty:
     # the tests' Redis keeps nothing on disk).
+    require_redis()
     (tmp_path / "first").mkdir()
     redis = RedisServer(tmp_path / "first")
     backend = (redis.url, "outage:")
