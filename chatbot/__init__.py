@@ -70,7 +70,7 @@ from chatbot.rules import DEFAULT_FALLBACK, DEFAULT_RULES, Rule, RulesBrain
 from chatbot.scaleout import DEFAULT_PREFIX, RedisFanout, RedisStore, open_redis
 from chatbot.server import DEFAULT_HOST, DEFAULT_PORT, ChatServer, echo, serve
 from chatbot.store import SCHEMA_VERSION, SessionRecord, Store, StoredMessage, StoreError
-from chatbot.web import PAGE, http_response, page, page_url
+from chatbot.web import PAGE, READY_TIMEOUT, http_response, page, page_url, readiness
 
 __all__ = [
     "BM25_B",
@@ -94,6 +94,7 @@ __all__ = [
     "PAGE",
     "PORT_TRIES",
     "PROTOCOL",
+    "READY_TIMEOUT",
     "SCHEMA_VERSION",
     "SORRY",
     "AssistantBrain",
@@ -169,6 +170,7 @@ __all__ = [
     "page",
     "page_url",
     "parse",
+    "readiness",
     "reply_text",
     "run",
     "serve",

@@ -335,7 +335,8 @@ class Channel:
 
 class Storage(Protocol):
     """What the hub needs of a store: :class:`~chatbot.store.Store`, or one that several
-    processes share (:class:`chatbot.scaleout.RedisStore`)."""
+    processes share (:class:`chatbot.scaleout.RedisStore`). The server's ``/readyz`` calls
+    ``ping()``: it returns once the store answers, and raises StoreError when it cannot."""
 
     async def create_session(self, name: str) -> SessionRecord: ...
 
@@ -355,6 +356,8 @@ class Storage(Protocol):
         room: str | _Unset | None = UNSET,
         name: str | None = None,
     ) -> None: ...
+
+    async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
 

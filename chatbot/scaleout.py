@@ -261,6 +261,14 @@ class RedisStore:
 
         await self._submit(lambda pipe: pipe.eval(SAVE_SESSION, 1, key, *args), finish)
 
+    async def ping(self) -> None:
+        """Return once Redis answers a PING, sent in turn after what was submitted before it.
+
+        Raises:
+            StoreError: the store is closed, or Redis does not answer (down, or refusing).
+        """
+        await self._submit(lambda pipe: pipe.ping(), lambda _answer: None)
+
     async def close(self) -> None:
         """Send every operation already submitted, then close the connection."""
         if not self._closed:

@@ -26,7 +26,7 @@ from chatbot.hub import Fanout, Hub, Storage
 from chatbot.limits import Limits, TokenBucket, origin_allowed
 from chatbot.protocol import PROTOCOL
 from chatbot.store import Store
-from chatbot.web import http_response
+from chatbot.web import http_response, readiness
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ChatServer", "echo", "serve"]
 
@@ -172,7 +172,13 @@ class ChatServer:
         state = "not started" if self._server is None else self.url
         return f"<ChatServer {state}>"
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        # Readiness asks the store, a round trip: the one route that awaits (notebook 06).
+        if urlsplit(request.path).path == "/readyz":
+            assert self._store is not None  # start() sets it before the server listens
+            return await readiness(connection, request, self._store)
         # Plain HTTP on the WebSocket port: /healthz, the chat page (notebook 06), 404.
         if (response := http_response(connection, request)) is not None:
             return response
@@ -244,7 +250,6 @@ class ChatServer:
         conversation.turns += [Turn("user", message), Turn("bot", reply)]
         del conversation.turns[:-HISTORY_TURNS]  # a long conversation must not grow forever
         return reply
-
 
     def _refuse(self, message: str | bytes, bucket: TokenBucket) -> str | None:
         # The plain-text mode's limits, answered in words (the JSON mode has error codes).

@@ -288,6 +288,11 @@ def _select_session(connection: sqlite3.Connection, session_id: str) -> SessionR
     return SessionRecord(id_, name, room, json.loads(state), created)
 
 
+def _select_nothing(connection: sqlite3.Connection) -> None:
+    # Reads the file (one page of the sessions table), so a file that fails shows.
+    connection.execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
+
+
 def _update_session(
     connection: sqlite3.Connection, session_id: str, changes: dict[str, str | None]
 ) -> None:
@@ -681,6 +686,23 @@ class Store:
             await self._submit(
                 lambda connection: _update_session(connection, session_id, changes), write=True
             )
+
+    async def ping(self) -> None:
+        """Return once the store's thread answers a trivial read: the store works.
+
+        The read queues behind every operation submitted before it, like any other, so a thread
+        that is stuck (a write waiting for another process's lock, a disk that hangs) never
+        answers: bound the wait, as the server's ``/readyz`` does.
+
+        Raises:
+            StoreError: the store is closed, its thread stopped after an error, or the read failed.
+
+        Example::
+
+            async with asyncio.timeout(2):
+                await store.ping()
+        """
+        await self._submit(_select_nothing, write=False)
 
     async def close(self) -> None:
         """Run every write already submitted, then close the file and stop the thread.

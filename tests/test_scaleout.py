@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
@@ -312,6 +313,45 @@ async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_
                 await send(ada, type="message", text="after", id="m3")
                 await expect(ada, "ack", id="m3")
                 assert (await expect(bob, "message"))["text"] == "after"
+    finally:
+        redis.stop()
+
+
+async def test_readyz_says_not_ready_while_redis_is_down_and_healthz_stays_ok(
+    tmp_path: Path,
+) -> None:
+    # Liveness and readiness part ways: restarting a process would not bring Redis back, but a
+    # load balancer should send no new clients to it until Redis answers again.
+    require_redis()
+    (tmp_path / "first").mkdir()
+    redis = RedisServer(tmp_path / "first")
+    try:
+        async with (
+            serve_on((redis.url, "ready:")) as server,
+            httpx.AsyncClient(trust_env=False, timeout=WAIT) as http,
+        ):
+            readyz, healthz = server.http_url + "readyz", server.http_url + "healthz"
+            ready = await http.get(readyz)
+            assert (ready.status_code, ready.text) == (200, "ready\n")
+
+            redis.stop()
+            down = await http.get(readyz)
+            assert down.status_code == 503
+            assert down.text.startswith(
+                f'not ready: the store does not answer: the store "{redis.url}" failed: '
+            )
+            health = await http.get(healthz)
+            assert (health.status_code, health.text) == (200, "ok\n")
+
+            (tmp_path / "second").mkdir()
+            redis = RedisServer(tmp_path / "second", port=redis.port)
+            # The store's connection to the old Redis is gone; the next ping connects again.
+            # Poll, at most 100 times 0.1 s.
+            for _ in range(100):
+                if (ready := await http.get(readyz)).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (ready.status_code, ready.text) == (200, "ready\n")
     finally:
         redis.stop()
 

@@ -174,6 +174,18 @@ async def test_invalid_arguments_get_clear_errors(open_store: OpenStore) -> None
         assert await store.history("c") == []  # nothing invalid was stored
 
 
+async def test_ping_answers_while_the_store_is_open_and_fails_once_closed(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    async with store:
+        await store.append("c", "user", "Ada", "hi")
+        assert await store.ping() is None
+    with pytest.raises(StoreError) as info:
+        await store.ping()
+    assert str(info.value).startswith(f'the store "{store.path}" is closed; open it again with ')
+
+
 async def test_a_failing_write_fails_alone_in_its_batch(
     open_store: OpenStore,
 ) -> None:
@@ -312,6 +324,7 @@ async def test_a_closed_store_says_so(tmp_path: Path) -> None:
         store.create_session("Ada"),
         store.get_session("x"),
         store.save_session("x", name="Ada"),
+        store.ping(),
     ]:
         with pytest.raises(StoreError) as info:
             await call

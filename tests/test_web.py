@@ -1,15 +1,20 @@
-"""Plain HTTP on the WebSocket port: the page, the health check, 404, and the page's URL."""
+"""Plain HTTP on the WebSocket port: the page, the health checks, 404, and the page's URL."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import httpx
 import pytest
 
 from chatbot import serve
-from chatbot.web import NOT_FOUND, page, page_url
+from chatbot.store import Store
+from chatbot.web import NOT_FOUND, READY_TIMEOUT, page, page_url
+from tests.helpers import chat, client
 
 
 def request(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -53,3 +58,73 @@ def test_page_url_is_local_or_behind_the_hub_proxy(monkeypatch: pytest.MonkeyPat
     assert page_url(8000) == "http://127.0.0.1:8000/"
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
     assert page_url(8000) == "/user/ada/proxy/8000/"
+
+
+async def test_readyz_answers_ready_while_the_store_answers() -> None:
+    async with serve(port=0) as server, httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        ready = await http.get(server.http_url + "readyz?probe=1")
+        head = await http.head(server.http_url + "readyz")
+    assert (ready.status_code, ready.text) == (200, "ready\n")
+    assert ready.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["Content-Length"] == str(len("ready\n"))
+
+
+async def test_readyz_answers_503_and_why_when_the_store_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = await Store.open(path)
+    async with (
+        serve(port=0, store=store) as server,
+        httpx.AsyncClient(trust_env=False, timeout=10) as http,
+    ):
+        await store.close()  # the server does not own it: it goes on serving without it
+        ready = await http.get(server.http_url + "readyz")
+        head = await http.head(server.http_url + "readyz")
+        health = await http.get(server.http_url + "healthz")
+        page_ = await http.get(server.http_url)
+        async with client(server.url) as ws:  # plain text needs no store: it still chats
+            assert await chat(ws, "still here") == "still here"
+    assert (ready.status_code, ready.text) == (
+        503,
+        f'not ready: the store does not answer: the store "{path}" is closed; open it again '
+        "with `await Store.open(path)`\n",
+    )
+    assert (head.status_code, head.content) == (503, b"")
+    assert (health.status_code, health.text) == (200, "ok\n")  # alive: a restart would not help
+    assert (page_.status_code, page_.content) == (200, page())
+
+
+async def test_readyz_answers_503_while_the_stores_thread_is_stuck(tmp_path: Path) -> None:
+    # Another process holds the file's write lock: the store's thread waits for it in a write
+    # (up to BUSY_TIMEOUT_MS, 5 s), and the ping queued behind that write gets no answer.
+    path = tmp_path / "chat.db"
+    async with (
+        await Store.open(path) as store,
+        serve(port=0, store=store) as server,
+        httpx.AsyncClient(trust_env=False, timeout=10) as http,
+    ):
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            write = asyncio.create_task(store.append("c", "user", "Ada", "waits for the lock"))
+            stuck = await http.get(server.http_url + "readyz")
+            health = await http.get(server.http_url + "healthz")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        stored = await write  # the lock is free: the write goes through after all
+        ready = await http.get(server.http_url + "readyz")
+    assert (stuck.status_code, stuck.text) == (
+        503,
+        f"not ready: the store does not answer within {READY_TIMEOUT:g} s\n",
+    )
+    assert (health.status_code, health.text) == (200, "ok\n")
+    assert stored.seq == 1
+    assert (ready.status_code, ready.text) == (200, "ready\n")
+
+
+async def test_not_found_names_the_health_checks() -> None:
+    async with serve(port=0) as server, httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        missing = await http.get(server.http_url + "nope")
+    assert (missing.status_code, missing.text) == (404, NOT_FOUND)
+    assert "/healthz" in NOT_FOUND and "/readyz" in NOT_FOUND
