@@ -126,12 +126,14 @@ async def readiness(connection: ServerConnection, request: Request, store: Stora
             # unheard, once the store gets to it, and nothing else waits for it.
             await store.ping()
     except TimeoutError:
-        reason = f"the store does not answer within {READY_TIMEOUT:g} s"
+        reason = detail = f"the store does not answer within {READY_TIMEOUT:g} s"
     except StoreError as exc:
-        reason = f"the store does not answer: {exc}"
+        # The details (a file's path, Redis's address) are for the server's log, not for
+        # whoever can reach the port.
+        reason, detail = "the store does not answer (the server's log says why)", str(exc)
     else:
         return _plain(connection, request, HTTPStatus.OK, "ready\n")
-    logger.warning("not ready: %s", reason)
+    logger.warning("not ready: %s", detail)
     return _plain(connection, request, HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {reason}\n")
 
 

@@ -337,9 +337,7 @@ async def test_readyz_says_not_ready_while_redis_is_down_and_healthz_stays_ok(
             redis.stop()
             down = await http.get(readyz)
             assert down.status_code == 503
-            assert down.text.startswith(
-                f'not ready: the store does not answer: the store "{redis.url}" failed: '
-            )
+            assert down.text == "not ready: the store does not answer (the server's log says why)\n"
             health = await http.get(healthz)
             assert (health.status_code, health.text) == (200, "ok\n")
 
