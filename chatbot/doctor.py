@@ -200,8 +200,9 @@ async def check_server(brain: str = DEFAULT_BRAIN, host: str = DEFAULT_HOST) -> 
             async with httpx.AsyncClient(trust_env=False, timeout=CHECK_TIMEOUT) as http:
                 page = await http.get(server.http_url)
                 health = await http.get(server.http_url + "healthz")
+                ready = await http.get(server.http_url + "readyz")
             page_ok = page.status_code == 200 and "<html" in page.text.lower()
-            health_ok = health.status_code == 200 and health.text.strip() == "ok"
+            health_ok = (health.status_code, ready.status_code) == (200, 200)
             async with asyncio.timeout(CHECK_TIMEOUT):
                 async with connect(server.url, proxy=None) as ws:
                     await ws.send("hello")
@@ -214,9 +215,13 @@ async def check_server(brain: str = DEFAULT_BRAIN, host: str = DEFAULT_HOST) -> 
                     while (event := json.loads(await ws.recv()))["type"] != "reply.end":
                         pass
             if page_ok and health_ok:
-                checks.append(Check("ok", "page", f"the chat page and /healthz answer on {host}"))
+                found = f"the chat page, /healthz and /readyz answer on {host}"
+                checks.append(Check("ok", "page", found))
             else:
-                found = f"/ gave {page.status_code}, /healthz {health.status_code}"
+                found = (
+                    f"/ gave {page.status_code}, /healthz {health.status_code}, "
+                    f"/readyz {ready.status_code} {ready.text.strip()}"
+                )
                 checks.append(Check("fail", "page", found))
             checks.append(
                 Check(
