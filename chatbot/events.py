@@ -71,7 +71,11 @@ class EventLog:
     # A deadline of its own on purpose: in a notebook, a cell awaiting an event that never
     # comes could not even be interrupted.
     async def wait_for(
-        self, kind: str, *, client: int | None = None, timeout: float = 10.0  # noqa: ASYNC109
+        self,
+        kind: str,
+        *,
+        client: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> Event:
         """Return the first logged event of this kind (and client), waiting for it if needed.
 

@@ -118,6 +118,14 @@ def test_ruff_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_changes_nothing() -> None:
+    # One layout everywhere, the generated package included: a notebook cell is formatted as
+    # the module it becomes.
+    paths = ("chatbot", "tools", "tests", "benchmarks")
+    result = run(sys.executable, "-m", "ruff", "format", "--check", *paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_strict_finds_nothing() -> None:
     result = run(sys.executable, "-m", "mypy", "--no-incremental", "chatbot")
     assert result.returncode == 0, result.stdout + result.stderr
