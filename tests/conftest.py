@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from typing import Any
 
 import pytest
+
+# A $CHATBOT_REDIS in the developer's shell would turn every `python -m chatbot` the tests start
+# into a Redis one: the tests that want Redis pass it themselves.
+os.environ.pop("CHATBOT_REDIS", None)
 
 TEST_DEADLINE = 60.0  # seconds; a hung test fails with TimeoutError instead of hanging CI
 
