@@ -489,9 +489,7 @@ class Hub:
         try:
             request = protocol.parse(frame, max_chars=limits.max_message_chars)
         except ProtocolError as exc:
-            # A client's mistake, not the server's: the event log, not an error log.
-            self.log.record("error", client.number, exc.code)
-            client.send(protocol.error(exc.code, exc.message, exc.id))
+            self._refuse(client, exc.code, exc.message, exc.id)
             return
         await self._dispatch(client, request)
 

@@ -50,6 +50,31 @@ def without_modules(*names: str) -> list[str]:
     return ["-c", f"import sys; {hide}; from chatbot.cli import main; sys.exit(main())"]
 
 
+async def run_chatbot(*args: str, python: list[str] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m chatbot ARGS`` until it exits; return its status, stdout and stderr.
+
+    For the command lines that must fail at once; ``python`` replaces ``-m chatbot`` (see
+    :func:`without_modules`). Bounded by STARTUP_TIMEOUT.
+    """
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *(python or ["-m", "chatbot"]),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 @asynccontextmanager
 async def chatbot_process(
     *args: str, python: list[str] | None = None, env: dict[str, str] | None = None

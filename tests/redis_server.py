@@ -109,6 +109,40 @@ class RedisServer:
                 self.process.wait()
 
 
+class RestartableRedis:
+    """A Redis of a test's own, to stop and start again on the same port.
+
+    Started again, it is empty (the tests' Redis keeps nothing on disk), at the same URL. Use it
+    as a context manager: it is stopped at the end, whichever run is up.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        require_redis()
+        self._folder = folder
+        self._runs = 0
+        self.server = self._start(None)
+        self.url = self.server.url
+
+    def _start(self, port: int | None) -> RedisServer:
+        self._runs += 1
+        folder = self._folder / f"run{self._runs}"
+        folder.mkdir()
+        return RedisServer(folder, port=port)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> None:
+        """Start it again, empty, on the same port (stop it first)."""
+        self.server = self._start(self.server.port)
+
+    def __enter__(self) -> RestartableRedis:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One real Redis for the whole test session; in CI, fails (not skips) when it is missing."""

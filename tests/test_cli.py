@@ -10,11 +10,11 @@ import pytest
 
 from chatbot import build_parser, main
 from tests.helpers import (
-    ROOT,
     ServerProcess,
     chat,
     chatbot_process,
     client,
+    run_chatbot,
     without_modules,
 )
 
@@ -57,20 +57,10 @@ async def test_signal_closes_clients_with_1001_and_exits_0(signum: signal.Signal
 async def test_port_in_use_is_a_clear_error_and_exit_status_1() -> None:
     async with chatbot_process() as first:
         port = first.http_url.rstrip("/").rsplit(":", 1)[1]
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "chatbot",
-            "--port",
-            port,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-        )
-        out, err = await process.communicate()
-    assert process.returncode == 1
-    assert out == b""
-    assert err.decode().endswith(
+        status, out, err = await run_chatbot("--port", port)
+    assert status == 1
+    assert out == ""
+    assert err.endswith(
         f"error: cannot listen on 127.0.0.1:{port}: the port is in use; choose another with "
         "--port (0 picks any free port)\n"
     )
@@ -184,21 +174,12 @@ async def test_runs_on_asyncio_without_uvloop(args: tuple[str, ...], python: lis
 
 
 async def test_loop_uvloop_without_uvloop_is_a_clear_error() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *without_modules("uvloop"),
-        "--loop",
-        "uvloop",
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
+    status, out, err = await run_chatbot(
+        "--loop", "uvloop", "--port", "0", python=without_modules("uvloop")
     )
-    out, err = await process.communicate()
-    assert process.returncode == 1
-    assert out == b""
-    assert err.decode().endswith(
+    assert status == 1
+    assert out == ""
+    assert err.endswith(
         "error: --loop uvloop: uvloop is not installed; `pip install uvloop` (not on Windows), "
         "or use --loop asyncio\n"
     )

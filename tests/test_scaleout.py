@@ -11,7 +11,6 @@ import asyncio
 import json
 import secrets
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from websockets.exceptions import ConnectionClosed
 
 from chatbot.scaleout import RedisFanout, RedisStore, display_url
 from chatbot.store import StoreError
-from tests.helpers import ServerProcess, chatbot_process
-from tests.redis_server import RedisServer, free_port, require_redis, serve_on
+from tests.helpers import ServerProcess, chatbot_process, run_chatbot
+from tests.redis_server import RestartableRedis, free_port, serve_on
 
 PROTOCOL = "chatbot.v1"
 WAIT = 10.0  # seconds for one expected message: ample on a loaded CI machine
@@ -226,21 +225,9 @@ async def test_redis_that_does_not_answer_is_a_clear_error() -> None:
 
 async def test_the_command_line_names_a_redis_it_cannot_reach() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chatbot",
-        "--port",
-        "0",
-        "--redis",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        _, err = await process.communicate()
-    assert process.returncode == 1
-    last = err.decode().strip().splitlines()[-1]
+    status, _, err = await run_chatbot("--port", "0", "--redis", url)
+    assert status == 1
+    last = err.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot reach Redis at {url}: ")
 
 
@@ -275,13 +262,9 @@ async def subscribers(url: str, channel: str) -> int:
 async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_works_again(
     tmp_path: Path,
 ) -> None:
-    # A Redis of this test's own: it is stopped, then started again on the same port (empty:
-    # the tests' Redis keeps nothing on disk).
-    require_redis()
-    (tmp_path / "first").mkdir()
-    redis = RedisServer(tmp_path / "first")
-    backend = (redis.url, "outage:")
-    try:
+    # A Redis of this test's own: it is stopped, then started again on the same port.
+    with RestartableRedis(tmp_path) as redis:
+        backend = (redis.url, "outage:")
         async with serve_on(backend) as a, serve_on(backend) as b:
             ada, _ = await join(a.url, "lab", "Ada")
             bob, _ = await join(b.url, "lab", "Bob")
@@ -300,8 +283,7 @@ async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_
                     "id": "m2",
                 }
 
-                (tmp_path / "second").mkdir()
-                redis = RedisServer(tmp_path / "second", port=redis.port)
+                redis.restart()
                 # Both processes subscribe again by themselves (redis-py reconnects): wait for
                 # it, polling Redis, at most 100 times 0.1 s.
                 for _ in range(100):
@@ -313,8 +295,6 @@ async def test_while_redis_is_down_messages_are_refused_and_afterwards_the_room_
                 await send(ada, type="message", text="after", id="m3")
                 await expect(ada, "ack", id="m3")
                 assert (await expect(bob, "message"))["text"] == "after"
-    finally:
-        redis.stop()
 
 
 async def test_readyz_says_not_ready_while_redis_is_down_and_healthz_stays_ok(
@@ -322,10 +302,7 @@ async def test_readyz_says_not_ready_while_redis_is_down_and_healthz_stays_ok(
 ) -> None:
     # Liveness and readiness part ways: restarting a process would not bring Redis back, but a
     # load balancer should send no new clients to it until Redis answers again.
-    require_redis()
-    (tmp_path / "first").mkdir()
-    redis = RedisServer(tmp_path / "first")
-    try:
+    with RestartableRedis(tmp_path) as redis:
         async with (
             serve_on((redis.url, "ready:")) as server,
             httpx.AsyncClient(trust_env=False, timeout=WAIT) as http,
@@ -341,8 +318,7 @@ async def test_readyz_says_not_ready_while_redis_is_down_and_healthz_stays_ok(
             health = await http.get(healthz)
             assert (health.status_code, health.text) == (200, "ok\n")
 
-            (tmp_path / "second").mkdir()
-            redis = RedisServer(tmp_path / "second", port=redis.port)
+            redis.restart()
             # The store's connection to the old Redis is gone; the next ping connects again.
             # Poll, at most 100 times 0.1 s.
             for _ in range(100):
@@ -350,8 +326,6 @@ async def test_readyz_says_not_ready_while_redis_is_down_and_healthz_stays_ok(
                     break
                 await asyncio.sleep(0.1)
             assert (ready.status_code, ready.text) == (200, "ready\n")
-    finally:
-        redis.stop()
 
 
 async def test_stop_through_one_process_stops_the_reply_the_other_writes(redis_url: str) -> None:
