@@ -9,11 +9,11 @@ The corpus is built from what ships in ``chatbot/data`` and what people type at 
 
 - ``faq``: every question and every ``Also:`` phrasing of ``chatbot/data/faq.md``;
 - ``cacm``: the young lady's lines of the conversation printed in the 1966 CACM paper, which
-  ``chatbot/data/doctor-1966.txt`` answers (tests/test_eliza.py checks the replies);
+  ``chatbot/data/eliza-doctor-1966.txt`` answers (tests/test_eliza.py checks the replies);
 - ``rules``: messages that trigger each default rule (greeting, name, help, time, thanks...);
 - ``chat``: a mixed workshop chat, short and long lines, questions, small talk, venting.
 
-Each corpus is replayed as one conversation (a fresh :class:`~chatbot.brains.Conversation` per
+Each corpus is replayed as one conversation (a fresh :class:`~chatbot.brains.base.Conversation` per
 pass, so the brains' memory stays bounded), again and again until ``--replies`` replies or
 ``--seconds`` seconds per brain, after one unmeasured pass. ``llm`` is left out: it needs an HTTP
 endpoint, and its cost is the model's, not the loop's.
@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chatbot.brains import Brain, Conversation, NoAnswer, load_brain
-from chatbot.faq import KnowledgeBase
+from chatbot.brains.base import Brain, Conversation, NoAnswer, load_brain
+from chatbot.brains.faq import KnowledgeBase
 
 __all__ = ["BRAINS", "corpus", "main", "measure"]
 
@@ -74,7 +74,7 @@ CACM_1966 = [
     "Bullies.",
 ]
 
-# One trigger per default rule of chatbot.rules, and a few near misses that must fall through.
+# One trigger per default rule of chatbot.brains.rules, and near misses that must fall through.
 RULE_TRIGGERS = [
     "hello",
     "Hi there!",

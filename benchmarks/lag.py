@@ -52,8 +52,8 @@ from typing import Any
 from brains import CACM_1966, WORKSHOP_CHAT
 from capacity import raise_fd_limit, start_server
 
-from chatbot.assistant import AssistantBrain
-from chatbot.brains import Brain, Conversation, FunctionBrain, shutdown_process_pool
+from chatbot.brains.assistant import AssistantBrain
+from chatbot.brains.base import Brain, Conversation, FunctionBrain, shutdown_process_pool
 
 __all__ = ["LagBrain", "burn", "main", "measure"]
 
@@ -109,7 +109,7 @@ class LagBrain(Brain):
 async def _serve(offload: str, db: str) -> dict[str, Any]:
     from chatbot import cli
     from chatbot.lag import LagMonitor
-    from chatbot.limits import Limits
+    from chatbot.server.limits import Limits
 
     brain = LagBrain(offload)
     limits = Limits(messages_per_second=1000.0, burst=1000, max_connections=10_000)

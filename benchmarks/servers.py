@@ -261,9 +261,9 @@ async def _serve_until_stopped(kind: str) -> None:
 
 def _run_chatbot(argv: Sequence[str]) -> int:
     # `python -m chatbot` (chatbot.cli.main) with BENCHMARK_LIMITS: same parser, same run().
-    from chatbot.brains import load_brain, shutdown_process_pool
+    from chatbot.brains.base import load_brain, shutdown_process_pool
     from chatbot.cli import build_parser, loop_factory, run
-    from chatbot.limits import Limits
+    from chatbot.server.limits import Limits
 
     args = build_parser().parse_args(list(argv))
     logging.basicConfig(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatbot.brains import Conversation
+from chatbot.brains.base import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0

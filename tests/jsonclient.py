@@ -19,7 +19,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from chatbot.protocol import PROTOCOL
+from chatbot.server.protocol import PROTOCOL
 
 __all__ = ["RECV_TIMEOUT", "JsonClient", "json_client"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from chatbot.brains import BrainLike
-from chatbot.scaleout import open_redis
-from chatbot.server import ChatServer, echo, serve
+from chatbot.brains.base import BrainLike
+from chatbot.server.base import ChatServer, echo, serve
+from chatbot.storage.redis import open_redis
 
 STARTUP_TIMEOUT = 10.0
 

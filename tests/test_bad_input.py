@@ -23,9 +23,9 @@ from websockets.frames import CloseCode
 from websockets.typing import Origin
 
 from chatbot import ChatServer, echo, serve
-from chatbot.brains import BrainLike
-from chatbot.limits import Limits
-from chatbot.server import TEXT_ONLY
+from chatbot.brains.base import BrainLike
+from chatbot.server.base import TEXT_ONLY
+from chatbot.server.limits import Limits
 from tests.helpers import STARTUP_TIMEOUT, chat, client
 from tests.jsonclient import JsonClient, json_client
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chatbot.faq import KnowledgeBase
+from chatbot.brains.faq import KnowledgeBase
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "brains.py"

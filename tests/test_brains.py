@@ -9,22 +9,17 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from chatbot import (
-    Brain,
+from chatbot import Brain, ChatbotError, Conversation, LagMonitor, as_brain, load_brain, serve
+from chatbot.brains.base import (
+    NO_ANSWER,
     BrainError,
     ChainBrain,
-    ChatbotError,
-    Conversation,
     EchoBrain,
     FunctionBrain,
-    LagMonitor,
     NoAnswer,
-    as_brain,
-    load_brain,
     reply_text,
-    serve,
+    shutdown_process_pool,
 )
-from chatbot.brains import NO_ANSWER, shutdown_process_pool
 from tests.helpers import chat, client, pid_reply
 
 
@@ -250,7 +245,7 @@ async def test_server_answers_no_answer_and_brain_errors_in_words_the_user_can_r
 def test_load_brain_by_name_or_module_attribute() -> None:
     assert isinstance(load_brain("echo"), EchoBrain)
     assert load_brain("tests.helpers:pid_reply").name == "pid_reply"  # a function, wrapped
-    assert isinstance(load_brain("chatbot.brains:EchoBrain"), EchoBrain)  # a class, created
+    assert isinstance(load_brain("chatbot.brains.base:EchoBrain"), EchoBrain)  # a class, created
     with pytest.raises(ChatbotError) as caught:
         load_brain("oracle")
     assert str(caught.value) == (

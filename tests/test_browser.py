@@ -24,9 +24,10 @@ import pytest
 from nbclient import NotebookClient
 from playwright.async_api import Browser, Dialog, Locator, Page, async_playwright, expect
 
-from chatbot import AssistantBrain, Conversation, FunctionBrain, reply_text, serve
-from chatbot.limits import Limits
-from chatbot.store import Store
+from chatbot import AssistantBrain, Conversation, serve
+from chatbot.brains.base import FunctionBrain, reply_text
+from chatbot.server.limits import Limits
+from chatbot.storage.sqlite import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHATBOT_CHROMIUM", "/usr/bin/chromium")

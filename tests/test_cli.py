@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from chatbot import build_parser, main
+from chatbot.cli import build_parser, main
 from tests.helpers import (
     ServerProcess,
     chat,

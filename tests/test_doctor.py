@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.doctor import (
+from chatbot.workshop.checkup import (
     Check,
     check_hub,
     check_machine,
@@ -135,7 +135,7 @@ async def test_on_a_hub_without_jupyter_server_proxy_the_check_fails() -> None:
     env = {**os.environ, "JUPYTERHUB_SERVICE_PREFIX": "/user/ada/"}
     code = (
         "import sys; sys.modules['jupyter_server_proxy'] = None; "
-        "from chatbot.doctor import check_hub; print(check_hub(8000))"
+        "from chatbot.workshop.checkup import check_hub; print(check_hub(8000))"
     )
     status, out = await doctor("-c", code, env=env)
     assert status == 0, out
@@ -149,7 +149,7 @@ async def test_a_websockets_of_another_major_version_fails(tmp_path: Path) -> No
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: websockets\nVersion: 16.0\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    code = "from chatbot.doctor import check_packages; print(check_packages()[0])"
+    code = "from chatbot.workshop.checkup import check_packages; print(check_packages()[0])"
     status, out = await doctor("-c", code, env=env)
     assert status == 0, out
     assert out.startswith("FAIL  packages: websockets 16.0 (the workshop is written for 17.x)")

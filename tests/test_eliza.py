@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from chatbot.brains import Conversation
-from chatbot.eliza import (
+from chatbot.brains.base import Conversation
+from chatbot.brains.eliza import (
     _NORMALISE,
     MAX_TEXT,
     AnyOf,
@@ -91,7 +91,7 @@ def test_greeting_is_the_first_list_of_the_script() -> None:
 
 
 def test_doctor_script_is_package_data_parsed_once() -> None:
-    resource = importlib.resources.files("chatbot") / "data" / "doctor-1966.txt"
+    resource = importlib.resources.files("chatbot") / "data" / "eliza-doctor-1966.txt"
     assert resource.is_file()
     assert ElizaScript.load() is ElizaScript.load()
     assert len(ElizaScript.load().keywords) == 66

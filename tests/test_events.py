@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from chatbot import Event, EventLog
+from chatbot import EventLog
+from chatbot.events import Event
 
 
 async def test_wait_for_returns_an_event_already_logged() -> None:

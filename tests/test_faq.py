@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.brains import Brain, Conversation, NoAnswer
-from chatbot.errors import ChatbotError
-from chatbot.faq import (
+from chatbot.brains.base import Brain, Conversation, NoAnswer
+from chatbot.brains.faq import (
     _WORD,
     DEFAULT_THRESHOLD,
     MAX_QUESTION_CHARS,
@@ -23,6 +22,7 @@ from chatbot.faq import (
     _words,
     tokens,
 )
+from chatbot.errors import ChatbotError
 
 # Questions written the way learners ask them, each with the entry that should answer it. They
 # are not copies of the knowledge base's phrasings. With OFF_TOPIC they are also the figures

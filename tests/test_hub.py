@@ -18,9 +18,9 @@ from websockets.asyncio.server import serve as websockets_serve
 from websockets.frames import Frame, Opcode
 
 from chatbot import serve
-from chatbot.brains import Brain, Conversation
-from chatbot.limits import Limits
-from chatbot.store import Store
+from chatbot.brains.base import Brain, Conversation
+from chatbot.server.limits import Limits
+from chatbot.storage.sqlite import Store
 from tests.helpers import chatbot_process
 from tests.redis_server import serve_on
 
@@ -476,7 +476,7 @@ async def test_keepalive_pings_drop_a_peer_that_does_not_answer() -> None:
 async def test_the_brains_memory_survives_a_restart(tmp_path: Path) -> None:
     # ELIZA's last reply in the 1966 paper comes from its memory of the third exchange, and
     # from its counter: both must come back from the database after a restart.
-    from chatbot.eliza import ElizaBrain
+    from chatbot.brains.eliza import ElizaBrain
     from tests.test_eliza import CACM_1966
 
     *before, (last_said, last_reply) = CACM_1966

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatbot import ChatbotError, Launched, launch, launched, stop_launched
-from chatbot.launch import PORT_TRIES
+from chatbot import ChatbotError, launch, stop_launched
+from chatbot.workshop.launch import PORT_TRIES, Launched, launched
 from tests.helpers import chat, client
 from tests.jsonclient import json_client
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from chatbot.brains import BrainError, Conversation, Turn
-from chatbot.llm import DEFAULT_SYSTEM_PROMPT, LlmBrain, LlmConfigError
+from chatbot.brains.base import BrainError, Conversation, Turn
+from chatbot.brains.llm import DEFAULT_SYSTEM_PROMPT, LlmBrain, LlmConfigError
 from tests.helpers import chat, chatbot_process, client
 
 API_KEY = "test-key"

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chatbot import ChatServer, echo, protocol, serve
-from chatbot.limits import Limits
-from chatbot.protocol import (
+from chatbot import ChatServer, echo, serve
+from chatbot.server import protocol
+from chatbot.server.limits import Limits
+from chatbot.server.protocol import (
     ROOM_NAME,
     ClientMessage,
     Join,
@@ -298,7 +299,7 @@ def test_without_orjson_the_standard_library_writes_the_same_frames() -> None:
 
     code = (
         "import sys; sys.modules['orjson'] = None\n"
-        "from chatbot import protocol\n"
+        "from chatbot.server import protocol\n"
         "print(protocol.JSON_LIBRARY)\n"
         "print(protocol.reply_end('r1', 'Hé \\u2028 \"ok\"', 2, 'complete'))\n"
     )

@@ -6,8 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from chatbot import Conversation, NoAnswer, RulesBrain, reply_text
-from chatbot.rules import DEFAULT_FALLBACK, Rule
+from chatbot import Conversation, RulesBrain
+from chatbot.brains.base import NoAnswer, reply_text
+from chatbot.brains.rules import DEFAULT_FALLBACK, Rule
 
 NOON = datetime(2026, 11, 24, 12, 5)
 

@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 
 from chatbot import ChatServer, EventLog, echo, serve
-from chatbot.brains import SORRY
-from chatbot.server import TEXT_ONLY
+from chatbot.brains.base import SORRY
+from chatbot.server.base import TEXT_ONLY
 from tests.helpers import chat, client
 
 
@@ -62,12 +62,12 @@ async def test_failing_brain_gets_an_apology_and_the_connection_stays(
             raise ValueError("internal detail the user must not see")
         return message
 
-    with caplog.at_level(logging.ERROR, logger="chatbot.server"):
+    with caplog.at_level(logging.ERROR, logger="chatbot.server.base"):
         async with serve(fragile, port=0) as server, client(server.url) as ws:
             assert await chat(ws, "boom") == SORRY
             assert await chat(ws, "still there?") == "still there?"
     assert SORRY == "Sorry, something went wrong on my side. Please try again."
-    [record] = [r for r in caplog.records if r.name == "chatbot.server"]
+    [record] = [r for r in caplog.records if r.name == "chatbot.server.base"]
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
     assert "failed on client 1's message" in record.getMessage()
 

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from chatbot.lag import LagMonitor
-from chatbot.scaleout import RedisStore
-from chatbot.store import SCHEMA_VERSION, Store, StoreError
+from chatbot.storage.redis import RedisStore
+from chatbot.storage.sqlite import SCHEMA_VERSION, Store, StoreError
 from tests.helpers import ROOT
 
 # A child process that appends from four concurrent writers and prints each seq once `append`
 # has returned, i.e. once the server would have acknowledged the message.
 WRITER_PROCESS = """
 import asyncio, sys
-from chatbot.store import Store
+from chatbot.storage.sqlite import Store
 
 async def writer(store, n):
     for i in range(100_000):

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from chatbot import serve
-from chatbot.store import Store
-from chatbot.web import NOT_FOUND, READY_TIMEOUT, page, page_url
+from chatbot.server.web import NOT_FOUND, READY_TIMEOUT, page, page_url
+from chatbot.storage.sqlite import Store
 from tests.helpers import chat, client
 
 
