@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from chatbot.errors import ChatbotError, PortInUseError
     from chatbot.events import EventLog
     from chatbot.lag import LagMonitor
-    from chatbot.server.base import ChatServer, echo, serve
+    from chatbot.server.app import Chatbot, serve
+    from chatbot.server.base import ChatServer, echo
     from chatbot.server.limits import Limits
     from chatbot.server.protocol import PROTOCOL
     from chatbot.storage.sqlite import Store
@@ -37,6 +38,7 @@ __all__ = [
     "AssistantBrain",
     "Brain",
     "ChatServer",
+    "Chatbot",
     "ChatbotError",
     "Conversation",
     "ElizaBrain",
@@ -67,6 +69,7 @@ _HOMES = {
     "AssistantBrain": "chatbot.brains.assistant",
     "Brain": "chatbot.brains.base",
     "ChatServer": "chatbot.server.base",
+    "Chatbot": "chatbot.server.app",
     "ChatbotError": "chatbot.errors",
     "Conversation": "chatbot.brains.base",
     "ElizaBrain": "chatbot.brains.eliza",
@@ -84,7 +87,7 @@ _HOMES = {
     "echo": "chatbot.server.base",
     "launch": "chatbot.workshop.launch",
     "load_brain": "chatbot.brains.base",
-    "serve": "chatbot.server.base",
+    "serve": "chatbot.server.app",
     "start_background": "chatbot.workshop.background",
     "stop_background": "chatbot.workshop.background",
     "stop_launched": "chatbot.workshop.launch",

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from chatbot.brains.base import BrainLike
-from chatbot.server.base import ChatServer, echo, serve
+from chatbot.server.app import serve
+from chatbot.server.base import ChatServer, echo
 from chatbot.storage.redis import open_redis
 
 STARTUP_TIMEOUT = 10.0

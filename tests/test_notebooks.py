@@ -73,3 +73,34 @@ def test_notebook_has_the_workshop_structure(path: Path) -> None:
     assert any("<details>" in text for text in markdown[exercise:]), "a solution to reveal"
     assert any("Well done" in text and "Not yet" in text for text in code), "a checker cell"
     assert any(re.search(r"^## Summary", text, re.M) for text in markdown)
+
+
+def _code_cells() -> list[tuple[int, str, int]]:
+    sizes = []
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        for index, cell in enumerate(cells):
+            if cell.cell_type == "code":
+                sizes.append((len(cell.source.splitlines()), path.name, index))
+    return sizes
+
+
+def test_code_cells_are_small_enough_to_read_aloud() -> None:
+    # A workshop is taught cell by cell: no wall of code, and nearly every cell fits on a screen.
+    sizes = _code_cells()
+    too_big = [f"{name} cell {index}: {lines} lines" for lines, name, index in sizes if lines > 80]
+    assert not too_big, "code cells over 80 lines: " + ", ".join(too_big)
+    small = sum(lines <= 40 for lines, _, _ in sizes)
+    assert small >= 0.9 * len(sizes), f"only {small} of {len(sizes)} code cells have <= 40 lines"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_exported_definition_is_explained_before_the_next_one(path: Path) -> None:
+    # nbdev's habit: a definition, then why (markdown), then a use. Two exported cells in a row
+    # at most (a module's header and its first definition, say).
+    cells = nbformat.read(path, as_version=4).cells
+    run = 0
+    for index, cell in enumerate(cells):
+        exported = cell.cell_type == "code" and cell.source.startswith("#| export ")
+        run = run + 1 if exported else 0
+        assert run <= 2, f"{path.name} cell {index}: a third exported cell with no words between"

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from chatbot.storage.redis import RedisFanout, RedisStore, display_url
-from chatbot.storage.sqlite import StoreError
+from chatbot.storage.base import StoreError
 from tests.helpers import ServerProcess, chatbot_process, run_chatbot
 from tests.redis_server import RestartableRedis, free_port, serve_on
 

@@ -28,7 +28,7 @@ async def test_listens_on_loopback_by_default_and_reports_the_chosen_port() -> N
         assert server.port > 0
         assert server.url == f"ws://127.0.0.1:{server.port}/"
         assert server.http_url == f"http://127.0.0.1:{server.port}/"
-        assert repr(server) == f"<ChatServer ws://127.0.0.1:{server.port}/>"
+        assert repr(server) == f"<Chatbot ws://127.0.0.1:{server.port}/>"
 
 
 async def test_fifty_concurrent_clients_each_get_their_own_replies() -> None:

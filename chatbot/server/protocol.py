@@ -38,6 +38,8 @@ __all__ = [
     "parse",
 ]
 
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 2 (id c02)
 PROTOCOL = "chatbot.v1"
 """The WebSocket subprotocol name that selects this protocol."""
 
@@ -69,7 +71,7 @@ class ProtocolError(ChatbotError):
         self.id = id
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 2 (id c03)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 3 (id c04)
 # What clients send. Each parsed frame becomes one of these; ``id`` is the client's own label
 # for the message (optional), echoed in the answer so the client can match them.
 
@@ -97,6 +99,7 @@ class Resume:
     id: str | None = None
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 4 (id c05)
 @dataclass(frozen=True)
 class Join:
     """``{"type": "join", "room": "...", "name": "..."}``: enter a room (name optional)."""
@@ -123,7 +126,7 @@ class Typing:
 ClientMessage = Say | Stop | Resume | Join | Leave | Typing
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 3 (id c05)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 5 (id c07)
 def parse(frame: str | bytes, *, max_chars: int) -> ClientMessage:
     """Parse one frame from a client.
 
@@ -139,28 +142,7 @@ def parse(frame: str | bytes, *, max_chars: int) -> ClientMessage:
         >>> parse('{"type": "message", "text": "hi"}', max_chars=4000)
         Say(text='hi', id=None)
     """
-    if isinstance(frame, bytes):
-        raise ProtocolError(
-            "binary_not_supported",
-            "Binary frames are not supported: send text frames containing JSON.",
-        )
-    if frame.count("[") + frame.count("{") > MAX_DEPTH and _depth(frame) > MAX_DEPTH:
-        raise ProtocolError("invalid_json", TOO_DEEP)
-    try:
-        data = json.loads(frame)
-        # JSON can spell lone surrogates ("\ud800"): not text, and they break UTF-8 on the way
-        # out (SQLite, the WebSocket). Refuse them here, for every field at once; only frames
-        # with a \u escape can hold one, so the others skip the check.
-        if "\\u" in frame:
-            json.dumps(data, ensure_ascii=False).encode()
-    except RecursionError:  # deeper than Python's recursion limit: _depth() should catch it first
-        raise ProtocolError("invalid_json", TOO_DEEP) from None
-    except ValueError as exc:  # JSONDecodeError; UnicodeEncodeError from a lone surrogate
-        raise ProtocolError(
-            "invalid_json",
-            f"The frame is not valid JSON ({exc}): send one JSON object, "
-            'like {"type": "message", "text": "hello"}.',
-        ) from None
+    data = _load(frame)
     if not isinstance(data, dict):
         raise ProtocolError(
             "not_an_object",
@@ -183,6 +165,35 @@ def parse(frame: str | bytes, *, max_chars: int) -> ClientMessage:
     return _PARSERS[kind](data, id, max_chars)
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 6 (id c08)
+def _load(frame: str | bytes) -> Any:
+    # The frame's JSON value: from a text frame, not nested too deep, with no lone surrogate.
+    if isinstance(frame, bytes):
+        raise ProtocolError(
+            "binary_not_supported",
+            "Binary frames are not supported: send text frames containing JSON.",
+        )
+    if frame.count("[") + frame.count("{") > MAX_DEPTH and _depth(frame) > MAX_DEPTH:
+        raise ProtocolError("invalid_json", TOO_DEEP)
+    try:
+        data = json.loads(frame)
+        # JSON can spell lone surrogates ("\ud800"): not text, and they break UTF-8 on the way
+        # out (SQLite, the WebSocket). Refuse them here, for every field at once; only frames
+        # with a \u escape can hold one, so the others skip the check.
+        if "\\u" in frame:
+            json.dumps(data, ensure_ascii=False).encode()
+    except RecursionError:  # deeper than Python's recursion limit: _depth() should catch it first
+        raise ProtocolError("invalid_json", TOO_DEEP) from None
+    except ValueError as exc:  # JSONDecodeError; UnicodeEncodeError from a lone surrogate
+        raise ProtocolError(
+            "invalid_json",
+            f"The frame is not valid JSON ({exc}): send one JSON object, "
+            'like {"type": "message", "text": "hello"}.',
+        ) from None
+    return data
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 7 (id c08b)
 def _depth(frame: str) -> int:
     # The deepest nesting of arrays and objects, brackets inside strings not counted. Only
     # frames with many brackets get here, so this Python loop never runs for chat messages.
@@ -206,6 +217,7 @@ def _depth(frame: str) -> int:
     return deepest
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 8 (id c10)
 def _parse_message(data: dict[str, Any], id: str | None, max_chars: int) -> Say:
     text = _required_str(data, "text", id)
     if not text.strip():
@@ -238,6 +250,7 @@ def _parse_resume(data: dict[str, Any], id: str | None, max_chars: int) -> Resum
     return Resume(session, id)
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 9 (id c11)
 def _parse_join(data: dict[str, Any], id: str | None, max_chars: int) -> Join:
     room = _required_str(data, "room", id)
     if not ROOM_NAME.fullmatch(room):
@@ -263,7 +276,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None, int], ClientMessage]] 
 _TYPE_LIST = ", ".join(f'"{name}"' for name in _PARSERS)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 4 (id c06)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 10 (id c12)
 def _required_str(data: dict[str, Any], field: str, id: str | None) -> str:
     if field not in data:
         raise ProtocolError(
@@ -295,6 +308,7 @@ def _optional_str(data: dict[str, Any], field: str, max_chars: int, id: str | No
     return value
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 11 (id c13)
 def _json_kind(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     if value is None:
@@ -309,10 +323,7 @@ def _clip(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 5 (id c08)
-# What the server sends: one function per message type, each returning the JSON text.
-
-
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 13 (id c17)
 def _dumps_stdlib(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
@@ -339,9 +350,6 @@ else:
 def encode(kind: str, **fields: Any) -> str:
     """Return the JSON text of a server message of type ``kind`` (fields that are None dropped).
 
-    Compact (no spaces), not ASCII-escaped; written by orjson when it is installed, else by the
-    standard library's json, which gives the same text.
-
     Example::
 
         >>> encode("ack", id="c1", seq=3)
@@ -354,6 +362,7 @@ def encode(kind: str, **fields: Any) -> str:
     return _dumps(message)
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 14 (id c18)
 def welcome(session: str, name: str, brain: str, limits: dict[str, Any]) -> str:
     """The first message on every JSON connection: who you are and what the limits are."""
     return encode(
@@ -381,6 +390,7 @@ def chat_message(room: str, seq: int, author: str, text: str) -> str:
     return encode("message", room=room, seq=seq, author=author, text=text)
 
 
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 15 (id c19)
 def reply_start(reply: str, to: int, room: str | None = None) -> str:
     """The bot starts a reply to message ``to`` (it is "typing")."""
     return encode("reply.start", reply=reply, to=to, room=room)
