@@ -603,9 +603,11 @@ async def test_browser_chats_with_the_server_the_last_notebook_launched(tmp_path
     code = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     for index in code:
         notebook.cells[index].outputs = []  # only what this run prints counts
-    # The last code cell stops the server: a learner runs it when the workshop is over.
+    # The last code cell stops the server, but only with its flag set: Run All leaves the server
+    # running for the room, and an instructor sets the flag when the workshop is over.
     stop_at = code[-1]
-    assert "await stop_launched()" in notebook.cells[stop_at].source
+    stop = notebook.cells[stop_at]
+    assert stop.source.startswith("STOP_THE_SERVER = False")
     client = NotebookClient(
         notebook,
         timeout=120,
@@ -613,8 +615,8 @@ async def test_browser_chats_with_the_server_the_last_notebook_launched(tmp_path
         resources={"metadata": {"path": str(tmp_path)}},
     )
     async with client.async_setup_kernel():
-        # Every cell before the stop cell, as a learner runs them: the kernel stays responsive.
-        for index, cell in enumerate(notebook.cells[:stop_at]):
+        # Every cell, as Run All does: the kernel stays responsive, and the server stays up.
+        for index, cell in enumerate(notebook.cells):
             await client.async_execute_cell(cell, index)
         printed = [
             output.get("text", "")
@@ -626,12 +628,21 @@ async def test_browser_chats_with_the_server_the_last_notebook_launched(tmp_path
             r"Chatbot \(assistant\) serving on (http://127\.0\.0\.1:\d+/)", "".join(printed)
         )
         assert found, f"the launch cell printed no address: {printed}"
+        assert "".join(output.get("text", "") for output in stop.outputs) == (
+            f"Still serving on {found.group(1)}: the room can go on chatting.\n"
+            "To stop: set STOP_THE_SERVER = True in this cell, and run it again.\n"
+        )
         async with browser_page() as page:
             await open_chat(page, found.group(1))
             await chat(page, "Hello!", re.compile(r"^Hello! I'm the workshop's chatbot\."))
             await chat(page, "What is asyncio?", re.compile(r"^`asyncio` is Python's standard"))
-        stop = notebook.cells[stop_at]
-        await client.async_execute_cell(stop, stop_at)
-        assert "".join(output.get("text", "") for output in stop.outputs) == (
-            "stopped: True\nstill running: None\n"
-        )
+            # When the workshop is over: the flag set, the same cell stops the server, and the
+            # page sees it go.
+            flag = "STOP_THE_SERVER = "
+            stop.source = stop.source.replace(f"{flag}False", f"{flag}True", 1)
+            stop.outputs = []
+            await client.async_execute_cell(stop, stop_at)
+            assert "".join(output.get("text", "") for output in stop.outputs) == (
+                "stopped: 1 server(s)\nstill running: nothing\n"
+            )
+            await expect(status(page)).not_to_have_attribute("data-state", "connected")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import sys
 
 import pytest
 
-from chatbot.cli import build_parser, main
+from chatbot.brains.base import load_brain
+from chatbot.cli import build_parser, listen, main
+from chatbot.errors import PortInUseError
 from tests.helpers import (
     ServerProcess,
     chat,
@@ -63,6 +67,18 @@ async def test_port_in_use_is_a_clear_error_and_exit_status_1() -> None:
     assert err.endswith(
         f"error: cannot listen on 127.0.0.1:{port}: the port is in use; choose another with "
         "--port (0 picks any free port)\n"
+    )
+
+
+async def test_a_taken_port_is_a_port_in_use_error_that_says_what_to_do() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        with pytest.raises(PortInUseError) as caught:
+            await listen(load_brain("echo"), "127.0.0.1", squatter.getsockname()[1])
+    assert caught.value.errno == errno.EADDRINUSE
+    assert caught.value.strerror == (
+        "the port is in use; choose another with --port (0 picks any free port)"
     )
 
 

@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from chatbot.storage.redis import RedisFanout, RedisStore, display_url
 from chatbot.storage.base import StoreError
+from chatbot.storage.redis import RedisFanout, RedisStore, display_url
 from tests.helpers import ServerProcess, chatbot_process, run_chatbot
 from tests.redis_server import RestartableRedis, free_port, serve_on
 

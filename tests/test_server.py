@@ -62,12 +62,12 @@ async def test_failing_brain_gets_an_apology_and_the_connection_stays(
             raise ValueError("internal detail the user must not see")
         return message
 
-    with caplog.at_level(logging.ERROR, logger="chatbot.server.base"):
+    with caplog.at_level(logging.ERROR, logger="chatbot.server.app"):
         async with serve(fragile, port=0) as server, client(server.url) as ws:
             assert await chat(ws, "boom") == SORRY
             assert await chat(ws, "still there?") == "still there?"
     assert SORRY == "Sorry, something went wrong on my side. Please try again."
-    [record] = [r for r in caplog.records if r.name == "chatbot.server.base"]
+    [record] = [r for r in caplog.records if r.name == "chatbot.server.app"]
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
     assert "failed on client 1's message" in record.getMessage()
 

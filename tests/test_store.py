@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from chatbot.lag import LagMonitor
+from chatbot.storage.base import StoreError
 from chatbot.storage.redis import RedisStore
-from chatbot.storage.sqlite import SCHEMA_VERSION, Store, StoreError
+from chatbot.storage.sqlite import SCHEMA_VERSION, Store
 from tests.helpers import ROOT
 
 # A child process that appends from four concurrent writers and prints each seq once `append`

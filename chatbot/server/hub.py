@@ -114,7 +114,7 @@ class Outbox:
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(queue))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 60 (id c90)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 57 (id c90)
     async def _send_all(self, queue: collections.deque[str]) -> None:
         try:
             while queue:
@@ -137,7 +137,7 @@ class Outbox:
         except TimeoutError:
             self.connection.transport.abort()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 61 (id c92)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 58 (id c92)
     async def flush(self) -> None:
         """Wait until everything queued was handed to the connection (at most 5 s)."""
         if self._sender is not None:
@@ -349,6 +349,7 @@ class Channel:
             client.send(protocol.error(code, text))
         return text
 
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 62 (id c44r)
     async def _reload(self, seq: int) -> None:
         # Other processes added turns to this conversation (notebook 08): the brain must see
         # them too, up to the message being answered.
@@ -357,50 +358,7 @@ class Channel:
         self.conversation.turns = _turns(m for m in stored if m.seq < seq)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 33 (id c46)
-class Fanout:
-    """Where a channel's frames go besides its audience in this process: nowhere, by default.
-
-    One process holds every client, so the local audience is everyone. Several processes
-    sharing a store (notebook 08) pass a fan-out that carries each broadcast to the other
-    processes (:class:`chatbot.storage.redis.RedisFanout`). The hub calls :meth:`subscribe` when a
-    conversation gets its first client here, :meth:`unsubscribe` after its last one left,
-    :meth:`publish` after each broadcast, :meth:`members` for a room's head count, :meth:`stop`
-    for a Stop that no reply of this process answers, and :meth:`guest_name` for a newcomer.
-    """
-
-    def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
-        """Remember where frames from other processes go (``deliver(conversation, text)``),
-        and how to stop a reply this process writes when another asks (``stop(conversation)``).
-        """
-
-    async def subscribe(self, conversation: str) -> None:
-        """Start receiving what other processes broadcast in ``conversation``."""
-
-    async def unsubscribe(self, conversation: str) -> None:
-        """Stop receiving what other processes broadcast in ``conversation``."""
-
-    def publish(self, conversation: str, text: str) -> None:
-        """Send a frame to the other processes' audiences of ``conversation``; never waits."""
-
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 34 (id c47)
-    async def members(self, conversation: str, here: int) -> int:
-        """Return a room's head count, given its count in this process (``here``)."""
-        return here
-
-    async def stop(self, conversation: str) -> bool:
-        """Stop the reply another process writes in ``conversation``; return whether one did."""
-        return False
-
-    async def guest_name(self, number: int) -> str:
-        """The display name of this server's ``number``-th client until it sets one."""
-        return f"guest-{number}"
-
-    async def close(self) -> None:
-        """Let go of what the fan-out holds (its owner calls it, after the server closed)."""
-
-
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 35 (id c49)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 33 (id c49)
 class Hub:
     """Sessions, rooms and the JSON connections of one server.
 
@@ -434,7 +392,7 @@ class Hub:
         self.channels: dict[str, Channel] = {}
         self._channels_lock = asyncio.Lock()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 36 (id c50)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 34 (id c50)
     async def handle(self, connection: ServerConnection, number: int) -> None:
         """Serve one JSON connection until it closes; leave no task behind."""
         limits = self.limits
@@ -457,7 +415,7 @@ class Hub:
                 await self._detach(client, client.private)
             await client.outbox.close()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 37 (id c52)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 35 (id c52)
     async def _serve(self, client: Client) -> None:
         connection, limits = client.connection, self.limits
         loop = asyncio.get_running_loop()
@@ -479,7 +437,7 @@ class Hub:
         except ConnectionClosed as closed:
             self.log.record("close", client.number, str(closed.rcvd or "1006 (abnormal closure)"))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 38 (id c53)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 36 (id c53)
     async def _receive(self, client: Client, frame: str | bytes) -> None:
         limits = self.limits
         if not client.bucket.take():
@@ -504,7 +462,7 @@ class Hub:
         self.log.record("error", client.number, code)
         client.send(protocol.error(code, message, id))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 39 (id c54)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 37 (id c54)
     async def _dispatch(self, client: Client, request: protocol.ClientMessage) -> None:
         match request:
             case Say():
@@ -531,7 +489,7 @@ class Hub:
                         protocol.typing(client.room.room or "", client.name), skip=client
                     )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id c56)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 38 (id c56)
     async def _say(self, client: Client, request: Say) -> None:
         channel = client.channel
         if channel.full():
@@ -565,7 +523,7 @@ class Hub:
             )
         channel.submit(client, request.text, stored)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 41 (id c58)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 39 (id c58)
     async def _resume(self, client: Client, request: Resume) -> None:
         record = await self.store.get_session(request.session)
         if record is None:
@@ -586,7 +544,7 @@ class Hub:
         if record.room is not None:
             await self._join(client, record.room, None)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id c59)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id c59)
     async def _join(self, client: Client, room: str, name: str | None) -> None:
         if client.room is not None:
             await self._leave(client)
@@ -624,7 +582,7 @@ class Hub:
             room,
         )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id c61)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 41 (id c61)
     async def _attach(
         self, client: Client, id: str, room: str | None, state: dict[str, Any]
     ) -> Channel:
@@ -653,7 +611,7 @@ class Hub:
         # Nobody is listening any more: the reply in flight is cancelled and stored as partial.
         await channel.close()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id c62)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 61 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
         # A frame broadcast by another process: to this process's audience, if it has one.
         if (channel := self.channels.get(conversation)) is not None:
@@ -664,3 +622,46 @@ class Hub:
         # Another process was asked to stop a reply in this conversation: this one writes it?
         channel = self.channels.get(conversation)
         return channel is not None and channel.stop()
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 59 (id c46)
+class Fanout:
+    """Where a channel's frames go besides its audience in this process: nowhere, by default.
+
+    One process holds every client, so the local audience is everyone. Several processes
+    sharing a store (notebook 08) pass a fan-out that carries each broadcast to the other
+    processes (:class:`chatbot.storage.redis.RedisFanout`). The hub calls :meth:`subscribe` when a
+    conversation gets its first client here, :meth:`unsubscribe` after its last one left,
+    :meth:`publish` after each broadcast, :meth:`members` for a room's head count, :meth:`stop`
+    for a Stop that no reply of this process answers, and :meth:`guest_name` for a newcomer.
+    """
+
+    def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
+        """Remember where frames from other processes go (``deliver(conversation, text)``),
+        and how to stop a reply this process writes when another asks (``stop(conversation)``).
+        """
+
+    async def subscribe(self, conversation: str) -> None:
+        """Start receiving what other processes broadcast in ``conversation``."""
+
+    async def unsubscribe(self, conversation: str) -> None:
+        """Stop receiving what other processes broadcast in ``conversation``."""
+
+    def publish(self, conversation: str, text: str) -> None:
+        """Send a frame to the other processes' audiences of ``conversation``; never waits."""
+
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 60 (id c47)
+    async def members(self, conversation: str, here: int) -> int:
+        """Return a room's head count, given its count in this process (``here``)."""
+        return here
+
+    async def stop(self, conversation: str) -> bool:
+        """Stop the reply another process writes in ``conversation``; return whether one did."""
+        return False
+
+    async def guest_name(self, number: int) -> str:
+        """The display name of this server's ``number``-th client until it sets one."""
+        return f"guest-{number}"
+
+    async def close(self) -> None:
+        """Let go of what the fan-out holds (its owner calls it, after the server closed)."""

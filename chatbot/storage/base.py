@@ -64,7 +64,7 @@ class StoredMessage:
     time: float
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 5 (id c08)
+# %% notebooks/04_many-clients.ipynb, code cell 6 (id c08)
 @dataclass(frozen=True)
 class SessionRecord:
     """A session as the store keeps it: who, in which room, and the brains' memory.

@@ -1,8 +1,9 @@
-"""``python -m chatbot doctor``: each check against the real thing (sockets, server, browser)."""
+"""The machine check (``python -m chatbot doctor``): each check against the real thing."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import socket
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import chatbot.cli
 from chatbot.workshop.checkup import (
     Check,
     check_hub,
@@ -44,7 +46,8 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
     return {check.what: check for check in checks}
 
 
-async def doctor(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+async def python(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``python ARGS`` in the repository; return its exit status and its output."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *args,
@@ -58,10 +61,10 @@ async def doctor(*args: str, env: dict[str, str] | None = None) -> tuple[int, st
     return process.returncode, out.decode()
 
 
-async def test_doctor_on_this_machine_finds_it_ready(squatter: int) -> None:
+async def test_the_command_on_this_machine_finds_it_ready(squatter: int) -> None:
     # The port asked for is taken, so the report warns; everything else is as CI installs it:
     # the packages, jupyter-server-proxy, Chromium.
-    status, out = await doctor("-m", "chatbot", "doctor", "--port", str(squatter))
+    status, out = await python("-m", "chatbot", "doctor", "--port", str(squatter))
     assert status == 0, out
     lines = out.splitlines()
     for what in ("Python", "packages", "redis-server", "page", "chat", "browser"):
@@ -73,7 +76,7 @@ async def test_doctor_on_this_machine_finds_it_ready(squatter: int) -> None:
 
 
 async def test_an_unknown_brain_fails_with_exit_status_1() -> None:
-    status, out = await doctor("-m", "chatbot", "doctor", "--port", "0", "--brain", "nonesuch")
+    status, out = await python("-m", "chatbot", "doctor", "--port", "0", "--brain", "nonesuch")
     assert status == 1
     assert "FAIL  brain: " in out and "nonesuch" in out
     assert out.splitlines()[-1].startswith("1 problem(s)")
@@ -83,7 +86,7 @@ def test_a_taken_port_names_the_next_free_one(squatter: int) -> None:
     check = check_port(squatter)
     assert check.status == "warn"
     # The port it names is one a server can really listen on.
-    named = int(check.detail.split("will use ")[1].split(";")[0])
+    named = int(check.detail.split("will use port ")[1].split(";")[0])
     assert named > squatter
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", named))
@@ -110,7 +113,7 @@ async def test_the_server_checks_pass_behind_a_proxy_that_does_not_exist(
     no_proxy_environment: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Port 9 (discard) on loopback: nothing listens. A client that trusted the environment would
-    # fail; the doctor's own clients go direct, as the notebooks' do.
+    # fail; the check's own clients go direct, as the notebooks' do.
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9/")
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9/")
     checks = by_name(await check_machine(0))
@@ -137,7 +140,7 @@ async def test_on_a_hub_without_jupyter_server_proxy_the_check_fails() -> None:
         "import sys; sys.modules['jupyter_server_proxy'] = None; "
         "from chatbot.workshop.checkup import check_hub; print(check_hub(8000))"
     )
-    status, out = await doctor("-c", code, env=env)
+    status, out = await python("-c", code, env=env)
     assert status == 0, out
     assert out.startswith("FAIL  JupyterHub: on a hub, but jupyter-server-proxy is not installed")
 
@@ -150,7 +153,7 @@ async def test_a_websockets_of_another_major_version_fails(tmp_path: Path) -> No
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: websockets\nVersion: 16.0\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     code = "from chatbot.workshop.checkup import check_packages; print(check_packages()[0])"
-    status, out = await doctor("-c", code, env=env)
+    status, out = await python("-c", code, env=env)
     assert status == 0, out
     assert out.startswith("FAIL  packages: websockets 16.0 (the workshop is written for 17.x)")
     assert out.strip().endswith("run pip install -r requirements.txt")
@@ -164,3 +167,11 @@ def test_without_redis_server_notebook_08_is_named(
     check = check_redis()
     assert check.status == "warn"
     assert "notebook 08" in check.detail and "apt-get install redis-server" in check.detail
+
+
+def test_the_machine_check_is_the_checkup_and_only_the_command_says_doctor() -> None:
+    # `python -m chatbot doctor` is the command (the README's); behind it, names that say what
+    # they are. "doctor" is left to ELIZA's script.
+    assert hasattr(chatbot.cli, "checkup_main") and not hasattr(chatbot.cli, "doctor")
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("chatbot.doctor")
