@@ -33,10 +33,10 @@ from chatbot.defaults import DEFAULT_HOST, DEFAULT_PORT
 from chatbot.events import EventLog
 from chatbot.server.base import TEXT_ONLY, ChatServer, Starting, TextSession, echo
 from chatbot.server.hub import Fanout, Hub
-from chatbot.storage.base import Storage
 from chatbot.server.limits import Limits, TokenBucket, origin_allowed
 from chatbot.server.protocol import PROTOCOL
 from chatbot.server.web import http_response, readiness
+from chatbot.storage.base import Storage
 from chatbot.storage.sqlite import Store
 
 __all__ = ["Chatbot", "serve"]

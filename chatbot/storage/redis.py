@@ -70,7 +70,7 @@ def _check_url(url: str) -> None:
         )
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 16 (id 9d3cbda0)
+# %% notebooks/08_scale-out.ipynb, code cell 16 (id 124e64b9)
 def _client(url: str, retry: Retry, timeout: float | None) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url,
@@ -92,7 +92,7 @@ async def _ping(client: aioredis.Redis, url: str) -> None:
         ) from exc
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 17 (id 95ecf081)
+# %% notebooks/08_scale-out.ipynb, code cell 17 (id fbcbfd2e)
 # seq and the message in one step: two processes appending to one room at once cannot write
 # their messages out of order. Stream entry ids are "0-seq", so the stream is sorted by seq.
 # The message is one JSON field: one value to parse per message when the history is read.
@@ -147,7 +147,7 @@ class RedisStore:
         self.round_trips = 0
         self._sender = asyncio.create_task(self._send_all(), name=f"redis store {self.path}")
 
-    # %% notebooks/08_scale-out.ipynb, code cell 20 (id ade392fa)
+    # %% notebooks/08_scale-out.ipynb, code cell 20 (id b3ac815a)
     @classmethod
     async def open(cls, url: str, *, prefix: str = DEFAULT_PREFIX, batch_limit: int = 256) -> Self:
         """Connect to the Redis at ``url`` and check that it answers.
@@ -160,7 +160,9 @@ class RedisStore:
         _check_url(url)
         if not isinstance(batch_limit, int) or batch_limit < 1:
             raise ValueError(f"batch_limit must be a positive integer, got {batch_limit!r}")
-        client = _client(url, Retry(NoBackoff(), 0), TIMEOUT)  # no retries: see above
+        # Never retried: a write whose answer was lost may have happened; sent again, it
+        # would be stored twice. The caller gets StoreError, the client sends it again.
+        client = _client(url, Retry(NoBackoff(), 0), TIMEOUT)
         await _ping(client, url)
         return cls(client, url, prefix, batch_limit)
 
@@ -181,7 +183,7 @@ class RedisStore:
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}{kind}:{name}"
 
-    # %% notebooks/08_scale-out.ipynb, code cell 21 (id ba5df5e8)
+    # %% notebooks/08_scale-out.ipynb, code cell 21 (id 26fa89c2)
     def _submit(self, add: Callable[[Any], Any], finish: Callable[[Any], T]) -> asyncio.Future[T]:
         # Queued now, before the caller's first await: the queue order is the call order.
         self._check_open()
@@ -214,7 +216,7 @@ class RedisStore:
                 "`await RedisStore.open(url)`"
             )
 
-    # %% notebooks/08_scale-out.ipynb, code cell 22 (id 961cb4af)
+    # %% notebooks/08_scale-out.ipynb, code cell 22 (id b0392bc7)
     async def _send(self, batch: list[_Operation]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for operation in batch:
@@ -242,7 +244,7 @@ class RedisStore:
             else:
                 _settle(operation.future, result, None)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 24 (id cc73dad4)
+    # %% notebooks/08_scale-out.ipynb, code cell 24 (id e1ea8826)
     async def create_session(self, name: str) -> SessionRecord:
         """Create a session with a new unguessable id, no room and an empty state."""
         record = SessionRecord(secrets.token_urlsafe(16), name, None, {}, time.time())
@@ -259,7 +261,7 @@ class RedisStore:
             lambda pipe: pipe.hgetall(key), lambda fields: _session(session_id, fields)
         )
 
-    # %% notebooks/08_scale-out.ipynb, code cell 25 (id 74d2ef32)
+    # %% notebooks/08_scale-out.ipynb, code cell 25 (id cce0ab4b)
     async def append(
         self, conversation: str, role: str, author: str, text: str, status: str = "complete"
     ) -> StoredMessage:
@@ -294,7 +296,7 @@ class RedisStore:
             ),
         )
 
-    # %% notebooks/08_scale-out.ipynb, code cell 26 (id 0c5d4e0a)
+    # %% notebooks/08_scale-out.ipynb, code cell 26 (id ed5edb34)
     async def save_session(
         self,
         session_id: str,
@@ -330,7 +332,7 @@ class RedisStore:
 
         await self._submit(lambda pipe: pipe.eval(SAVE_SESSION, 1, key, *args), finish)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 27 (id cc30db68)
+    # %% notebooks/08_scale-out.ipynb, code cell 27 (id 6296f933)
     async def ping(self) -> None:
         """Return once Redis answers a PING, sent in turn after what was submitted before it.
 
@@ -379,7 +381,7 @@ def _message(conversation: str, entry_id: str, fields: dict[str, str]) -> Stored
     return StoredMessage(conversation, int(entry_id[2:]), role, author, text, status, when)
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 29 (id 1af4f59a)
+# %% notebooks/08_scale-out.ipynb, code cell 29 (id 3fc78dab)
 PUBLISH_QUEUE: Final = 10_000  # frames waiting to be published; past it, frames are dropped
 PUBLISH_BATCH: Final = 512  # frames published in one round trip, at most
 HEARTBEAT_TTL: Final = 30  # seconds a process counts as alive after its last heartbeat
@@ -423,7 +425,7 @@ class RedisFanout(Fanout):
         self._dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    # %% notebooks/08_scale-out.ipynb, code cell 31 (id f7977817)
+    # %% notebooks/08_scale-out.ipynb, code cell 31 (id b44d93e7)
     @classmethod
     async def open(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> Self:
         """Connect to the Redis at ``url``, announce this process, and start listening.
@@ -431,6 +433,8 @@ class RedisFanout(Fanout):
         Raises StoreError if the URL is not a Redis URL, or Redis does not answer.
         """
         _check_url(url)
+        # Publishing fails fast, never retried (a PUBLISH sent twice delivers a chunk twice);
+        # the subscriber reconnects and subscribes again after a lost connection, backing off.
         client = _client(url, Retry(NoBackoff(), 0), TIMEOUT)
         await _ping(client, url)
         subscriber = _client(url, Retry(ExponentialBackoff(cap=2.0), 5), None)
@@ -459,7 +463,7 @@ class RedisFanout(Fanout):
             asyncio.create_task(self._beat_all(), name="redis fan-out heartbeat"),
         ]
 
-    # %% notebooks/08_scale-out.ipynb, code cell 32 (id e7c974b0)
+    # %% notebooks/08_scale-out.ipynb, code cell 32 (id 4b777974)
     def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
         self._deliver, self._stop = deliver, stop
 
@@ -484,7 +488,7 @@ class RedisFanout(Fanout):
             with contextlib.suppress(RedisError, OSError):  # a lost connection: nothing to do
                 await self._pubsub.unsubscribe(self._channel(conversation))
 
-    # %% notebooks/08_scale-out.ipynb, code cell 33 (id eaac1944)
+    # %% notebooks/08_scale-out.ipynb, code cell 33 (id 2493f6af)
     def publish(self, conversation: str, text: str) -> None:
         if self._closed:
             return
@@ -517,7 +521,7 @@ class RedisFanout(Fanout):
             if item is None:
                 return  # close() asked: everything before it was published
 
-    # %% notebooks/08_scale-out.ipynb, code cell 34 (id 99a91fd0)
+    # %% notebooks/08_scale-out.ipynb, code cell 34 (id 4b0154d0)
     async def _read_all(self) -> None:
         while True:
             try:
@@ -550,7 +554,7 @@ class RedisFanout(Fanout):
                 except Exception:
                     logger.exception("a frame from Redis to %s failed", conversation)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 36 (id 1eaf1664)
+    # %% notebooks/08_scale-out.ipynb, code cell 36 (id b59a6abd)
     async def members(self, conversation: str, here: int) -> int:
         self._rooms.add(conversation)
         try:
@@ -587,7 +591,7 @@ class RedisFanout(Fanout):
             except (RedisError, OSError) as exc:
                 logger.warning("cannot renew this process's heartbeat in Redis (%s)", exc)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 37 (id ccc42d6a)
+    # %% notebooks/08_scale-out.ipynb, code cell 37 (id 49b386e4)
     async def stop(self, conversation: str) -> bool:
         # Ask every process with clients in the conversation; each answers whether it stopped
         # a reply there. PUBLISH says how many got the question (this process included).
@@ -626,7 +630,7 @@ class RedisFanout(Fanout):
         if not answered.done() and (stopped == "1" or remaining[0] == 0):
             answered.set_result(stopped == "1")
 
-    # %% notebooks/08_scale-out.ipynb, code cell 38 (id 832f4018)
+    # %% notebooks/08_scale-out.ipynb, code cell 38 (id 0ceeb437)
     async def close(self) -> None:
         """Publish what is queued, leave the head counts, and disconnect (idempotent)."""
         if self._closed:
@@ -657,7 +661,7 @@ class RedisFanout(Fanout):
         return f"<RedisFanout {display_url(self._url)} process {self.id}>"
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 35 (id 24896a3b)
+# %% notebooks/08_scale-out.ipynb, code cell 35 (id 3c7885d8)
 MEMBERS: Final = """
 redis.call('SET', ARGV[3] .. ARGV[1], '1', 'EX', ARGV[4])
 if tonumber(ARGV[2]) > 0 then
