@@ -116,6 +116,15 @@ class Brain:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
+    # %% notebooks/03_response-generation.ipynb, code cell 8 (id ef171881)
+    async def __call__(self, message: str) -> str:
+        """Reply to one message, with no memory of earlier ones: a brain is a reply function too.
+
+        So any brain plugs into notebook 02's plain server, ``serve(brain)``; the finished server
+        (notebook 06) keeps a conversation per connection instead.
+        """
+        return await reply_text(self, message, Conversation())
+
 
 # %% notebooks/03_response-generation.ipynb, code cell 7 (id b301ceb3)
 async def reply_text(brain: Brain, message: str, conversation: Conversation) -> str:
@@ -159,7 +168,7 @@ class EchoBrain(Brain):
         yield message
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 10 (id 0df66262)
+# %% notebooks/03_response-generation.ipynb, code cell 11 (id 0df66262)
 BrainLike = Brain | Callable[..., Any]
 """A :class:`Brain`, or a function that :func:`as_brain` can wrap."""
 
@@ -193,7 +202,7 @@ def shutdown_process_pool() -> None:
         _process_pool = None
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 11 (id a2f6cf86)
+# %% notebooks/03_response-generation.ipynb, code cell 12 (id a2f6cf86)
 def _takes_conversation(function: Callable[..., Any]) -> bool:
     """Whether ``function`` takes ``(message, conversation)`` rather than ``(message)``."""
     try:
@@ -218,7 +227,7 @@ def _checked(name: str, reply: Any) -> str:
     return reply
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 12 (id aee009bc)
+# %% notebooks/03_response-generation.ipynb, code cell 13 (id aee009bc)
 class FunctionBrain(Brain):
     """Wrap a function as a brain, so ``generate_response(message) -> str`` plugs in as it is.
 
@@ -253,7 +262,7 @@ class FunctionBrain(Brain):
     def _arguments(self, message: str, conversation: Conversation) -> tuple[Any, ...]:
         return (message, conversation) if self._takes_conversation else (message,)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 13 (id 04813130)
+    # %% notebooks/03_response-generation.ipynb, code cell 14 (id 04813130)
     async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         args = self._arguments(message, conversation)
         function = self.function
@@ -282,7 +291,7 @@ class FunctionBrain(Brain):
             return await loop.run_in_executor(process_pool(), self.function, *args)
         return await asyncio.to_thread(self.function, *args)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 14 (id 7dbd995d)
+    # %% notebooks/03_response-generation.ipynb, code cell 15 (id 7dbd995d)
     async def _iterate(self, chunks: Generator[Any, None, None]) -> AsyncIterator[str]:
         if self.offload == "inline":
             for chunk in chunks:
@@ -309,7 +318,7 @@ class FunctionBrain(Brain):
                 pending.add_done_callback(lambda _: chunks.close())
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 15 (id a1882728)
+# %% notebooks/03_response-generation.ipynb, code cell 16 (id a1882728)
 def as_brain(brain: BrainLike) -> Brain:
     """Return ``brain`` as a :class:`Brain`: a Brain as it is, a function wrapped.
 
@@ -335,7 +344,7 @@ def as_brain(brain: BrainLike) -> Brain:
     )
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 20 (id fd92bcf3)
+# %% notebooks/03_response-generation.ipynb, code cell 21 (id fd92bcf3)
 class ChainBrain(Brain):
     """Ask brains in order; the first that does not raise :class:`NoAnswer` replies.
 
@@ -376,7 +385,7 @@ class ChainBrain(Brain):
             await brain.aclose()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 22 (id b9408977)
+# %% notebooks/03_response-generation.ipynb, code cell 23 (id b9408977)
 BRAINS: dict[str, str] = {
     "echo": "chatbot.brains.base:EchoBrain",
     "rules": "chatbot.brains.rules:RulesBrain",
@@ -397,7 +406,7 @@ def _takes_no_arguments(function: Callable[..., Any]) -> bool:
     return True
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 23 (id f82d108c)
+# %% notebooks/03_response-generation.ipynb, code cell 24 (id f82d108c)
 def load_brain(spec: str) -> Brain:
     """Make the brain named ``spec``: a name from :data:`BRAINS`, or ``"module:attribute"``.
 
