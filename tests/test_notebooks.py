@@ -104,3 +104,62 @@ def test_every_exported_definition_is_explained_before_the_next_one(path: Path) 
         exported = cell.cell_type == "code" and cell.source.startswith("#| export ")
         run = run + 1 if exported else 0
         assert run <= 2, f"{path.name} cell {index}: a third exported cell with no words between"
+
+
+def _exercise(cells: list[nbformat.NotebookNode]) -> tuple[int, str, int]:
+    """Return (the learner's cell, the solution's code, the checking cell) of a notebook."""
+    heading = next(
+        n
+        for n, cell in enumerate(cells)
+        if cell.cell_type == "markdown" and re.search(r"^## .*Exercise", cell.source, re.M)
+    )
+    details = next(
+        cell.source
+        for cell in cells[heading:]
+        if cell.cell_type == "markdown" and "<details>" in cell.source
+    )
+    solution = re.search(r"```python\n(.*?)```", details, re.S)
+    assert solution, "the solution shows its code in a ```python block"
+    code = solution.group(1)
+    names = re.findall(r"^(?:async def|def|class) (\w+)", code, re.M)
+    learner = next(
+        n
+        for n, cell in enumerate(cells)
+        if n > heading
+        and cell.cell_type == "code"
+        and any(
+            re.search(rf"^(?:async def|def|class) {name}\b", cell.source, re.M) for name in names
+        )
+    )
+    checker = next(
+        n
+        for n, cell in enumerate(cells)
+        if n > learner and cell.cell_type == "code" and "Well done" in cell.source
+    )
+    return learner, code, checker
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_the_solution_passes_the_exercise_checker(path: Path) -> None:
+    # The stored notebook shows the learner's starting point ("Not yet"); the solution, put in
+    # its place, must get "Well done" from the same checker.
+    notebook = nbformat.read(path, as_version=4)
+    learner, solution, checker = _exercise(notebook.cells)
+    # The solution comes after the learner's starting point, in the same cell: it replaces the
+    # definitions, and keeps whatever else the cell sets up.
+    notebook.cells[learner].source += "\n\n" + solution
+    notebook.cells = notebook.cells[: checker + 1]
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    printed = "".join(
+        output.get("text", "") for output in notebook.cells[checker].outputs if "text" in output
+    )
+    assert "Well done" in printed, printed
+    stored = nbformat.read(path, as_version=4).cells[checker].outputs
+    assert "Not yet" in "".join(output.get("text", "") for output in stored)
