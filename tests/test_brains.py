@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from chatbot import Brain, ChatbotError, Conversation, LagMonitor, as_brain, load_brain, serve
+from chatbot import Brain, ChatbotError, Conversation, as_brain, load_brain, serve
 from chatbot.brains.base import (
     NO_ANSWER,
     BrainError,
@@ -165,12 +165,10 @@ async def test_a_blocking_brain_does_not_delay_another_clients_reply() -> None:
         return f"fast {message}"
 
     async with serve(brain, port=0) as server, client(server.url) as a, client(server.url) as b:
-        async with LagMonitor() as monitor:
-            await a.send("slow")
-            assert await chat(b, "hello") == "fast hello"
-            other_replied.set()
-            assert await a.recv() == "slow, and the other client was served meanwhile"
-    assert monitor.max_lag < 0.5  # generous: the loop stayed free (ticks every 10 ms)
+        await a.send("slow")
+        assert await chat(b, "hello") == "fast hello"
+        other_replied.set()
+        assert await a.recv() == "slow, and the other client was served meanwhile"
 
 
 async def test_process_offload_runs_in_another_process() -> None:
