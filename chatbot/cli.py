@@ -106,6 +106,14 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
         help="a web origin allowed to open WebSockets besides the server's own and localhost, "
         "e.g. a Jupyter server proxying this one (repeatable; * allows any)",
     )
+    parser.add_argument(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a name browsers may use for this server besides its addresses, localhost and "
+        "--host, e.g. chat.example.org behind a proxy (repeatable; * allows any; others: 403)",
+    )
 
 
 # %% notebooks/09_launch.ipynb, code cell 24 (id 97c5be0e)
@@ -288,6 +296,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         messages_per_second=args.rate,
         burst=args.burst,
         allowed_origins=tuple(args.allow_origin),
+        allowed_hosts=tuple(args.allow_host),
     )
 
 

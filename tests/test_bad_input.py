@@ -29,7 +29,7 @@ from chatbot.server.limits import Limits
 from tests.helpers import STARTUP_TIMEOUT, chat, client
 from tests.jsonclient import JsonClient, json_client
 
-TYPES = '"message", "stop", "resume", "join", "leave", "typing"'
+TYPES = '"message", "stop", "resume", "join", "leave", "typing", "history"'
 MAX_CHARS = 50
 # Generous rate limits by default: most tests send many frames and must not trip it by accident.
 SMALL = {"max_message_chars": MAX_CHARS, "messages_per_second": 1000.0, "burst": 1000}
@@ -535,7 +535,9 @@ ALLOWED_ORIGINS = {
     "origin, allowed", list(ALLOWED_ORIGINS.values()), ids=list(ALLOWED_ORIGINS)
 )
 async def test_allowed_origins_can_chat(origin: str | None, allowed: tuple[str, ...]) -> None:
-    async with chat_server(allowed_origins=allowed) as (server, _):
+    # chat.example is a name of this server (--allow-host): other names are refused (403) as DNS
+    # rebinding (tests/test_handshake.py).
+    async with chat_server(allowed_origins=allowed, allowed_hosts=("chat.example",)) as (server, _):
         # The page's own origin: the handshake's Host names the server as the browser saw it
         # (chat.example:PORT), while the socket goes to 127.0.0.1.
         url = f"ws://chat.example:{server.port}/"
@@ -556,6 +558,19 @@ async def test_silent_client_is_closed_after_idle_timeout() -> None:
                 await ws.recv()
             assert closed.value.rcvd is not None
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle timeout")
+
+
+async def test_silent_plain_text_client_is_closed_after_the_same_idle_timeout() -> None:
+    # Plain text too: otherwise one host could hold every connection slot with silent clients.
+    async with serve(echo, port=0, limits=Limits(idle_timeout=0.3)) as server:
+        async with client(server.url) as ws:
+            assert await chat(ws, "hello") == "hello"  # a reply re-arms the timeout
+            with pytest.raises(ConnectionClosedOK) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle timeout")
+        await server.log.wait_for("close")
+    assert [str(event) for event in server.log][-1] == "client 1   close    idle timeout"
 
 
 # --- The plain-text mode: the same limits, answered in words.

@@ -97,10 +97,11 @@ def paced_assistant(gate: asyncio.Event, held: str) -> FunctionBrain:
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
     """Start headless Chromium (one per test: Playwright objects belong to one event loop)."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        args = [*CHROMIUM_ARGS, *extra_args]
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             yield browser
         finally:
@@ -187,6 +188,58 @@ async def test_server_answers_page_healthz_and_404() -> None:
         assert health is not None and (health.status, await health.text()) == (200, "ok\n")
         missing = await page.goto(server.http_url + "nope")
         assert missing is not None and missing.status == 404
+
+
+# The page's policy, and DNS rebinding, in a real browser.
+
+
+@asynccontextmanager
+async def framing_site() -> AsyncIterator[int]:
+    """A site on 127.0.0.1 (any name) whose page at ``/?src=URL`` shows ``URL`` in an IFrame."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request_line = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0].decode()
+        src = request_line.split(" ")[1].partition("?src=")[2]
+        body = f'<!doctype html><title>site</title><iframe src="{src}"></iframe>'.encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    site = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with site:
+        yield int(site.sockets[0].getsockname()[1])
+
+
+async def test_page_keeps_its_policy_refuses_rebinding_and_strange_frames() -> None:
+    rebind = "--host-resolver-rules=MAP evil.example 127.0.0.1"  # evil.example: this machine
+    async with (
+        serve(word_by_word(), "127.0.0.1", 0) as server,
+        framing_site() as site,
+        chromium(rebind) as browser,
+        new_page(browser) as page,
+    ):
+        violations: list[str] = []
+        page.on(
+            "console", lambda m: violations.append(m.text) if "Security Policy" in m.text else None
+        )
+        # The page under its own policy: script, style and socket all allowed, nothing refused.
+        await open_chat(page, server.http_url)
+        await chat(page, "under policy")
+        display = await page.evaluate("getComputedStyle(document.body).display")
+        assert display == "flex"  # the inline stylesheet applies
+        assert violations == []
+        # DNS rebinding: a page at evil.example reaches the server, which refuses the name.
+        rebound = await page.goto(f"http://evil.example:{server.port}/")
+        assert rebound is not None and rebound.status == 403
+        assert "--allow-host evil.example" in await rebound.text()
+        # Framed by another site: the browser refuses to show it.
+        async with page.expect_console_message(lambda m: "frame-ancestors" in m.text):
+            await page.goto(f"http://evil.example:{site}/?src={server.http_url}")
+        # Framed by a page on this machine (Jupyter's, in the notebooks): it works.
+        await page.goto(f"http://localhost:{site}/?src={server.http_url}")
+        frame = page.frame_locator("iframe")
+        await expect(frame.locator("#status")).to_have_attribute("data-state", "connected")
 
 
 # Streaming, Stop, history.

@@ -55,8 +55,8 @@ async def say(
     return ack, end
 
 
-async def stuck_client(port: int) -> asyncio.StreamWriter:
-    """Open a chatbot.v1 connection by hand, from a client that will never read again.
+async def stuck_client(port: int, subprotocol: str | None = "chatbot.v1") -> asyncio.StreamWriter:
+    """Open a connection by hand (chatbot.v1, or plain text), from a client that never reads.
 
     Its socket has a tiny receive buffer, and its StreamReader stops reading from the socket
     once 2 KiB are waiting: the kernel's buffers fill, and the server's sends back up.
@@ -66,10 +66,12 @@ async def stuck_client(port: int) -> asyncio.StreamWriter:
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    offer = b"" if subprotocol is None else f"Sec-WebSocket-Protocol: {subprotocol}\r\n".encode()
     writer.write(
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        b"Sec-WebSocket-Protocol: chatbot.v1\r\n\r\n"
+        + offer
+        + b"\r\n"
     )
     response = await reader.readuntil(b"\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 101 "), response
@@ -275,6 +277,7 @@ async def test_room_members_see_each_others_messages_and_the_bots_replies(
                 "event": "join",
                 "name": "Ada",
                 "members": 1,
+                "mine": True,  # Ada's own join (issue 14: the page knows "you" by session)
             }
             await ada.send(json.dumps({"type": "message", "text": "hello room"}))
             ack = await expect(ada, "ack")

@@ -9,13 +9,14 @@ bytes over a real socket; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -23,7 +24,15 @@ import httpx
 import pytest
 
 from chatbot.brains.base import BrainError, Conversation, Turn
-from chatbot.brains.llm import DEFAULT_SYSTEM_PROMPT, LlmBrain, LlmConfigError
+from chatbot.brains.llm import (
+    DEFAULT_LLM_IDLE_TIMEOUT,
+    DEFAULT_LLM_MAX_LINE_BYTES,
+    DEFAULT_LLM_MAX_REPLY_CHARS,
+    DEFAULT_LLM_MAX_REPLY_SECONDS,
+    DEFAULT_SYSTEM_PROMPT,
+    LlmBrain,
+    LlmConfigError,
+)
 from tests.helpers import chat, chatbot_process, client
 
 API_KEY = "test-key"
@@ -195,6 +204,17 @@ class Canned:
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """Read one HTTP request: its request line, headers (names in lower case) and body."""
+    request_line, *header_lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+    headers = {}
+    for line in filter(None, header_lines):
+        name, value = line.split(": ", 1)
+        headers[name.lower()] = value
+    content = await reader.readexactly(int(headers.get("content-length", "0")))
+    return request_line, headers, content
+
+
 @asynccontextmanager
 async def canned_server(head: str, body: str, *, hang: bool = False) -> AsyncIterator[Canned]:
     """An HTTP server that answers every request with ``head`` and ``body``.
@@ -211,15 +231,7 @@ async def canned_server(head: str, body: str, *, hang: bool = False) -> AsyncIte
         assert task is not None
         handlers.add(task)
         try:
-            request_line, *header_lines = (
-                (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
-            )
-            headers = {}
-            for line in filter(None, header_lines):
-                name, value = line.split(": ", 1)
-                headers[name.lower()] = value
-            content = await reader.readexactly(int(headers.get("content-length", "0")))
-            served.requests.append((request_line, headers, content))
+            served.requests.append(await read_request(reader))
             writer.write(answer)
             await writer.drain()
             if hang:
@@ -497,6 +509,217 @@ async def test_error_event_in_the_middle_of_the_stream() -> None:
     )
 
 
+# A model server that misbehaves: the brain's limits on what it accepts.
+#
+# Each server below answers 200 with an event stream, then lets a ``talk`` function write the
+# body for as long as it likes: it never closes first. Each test reproduces one way an endpoint
+# held or flooded the chat server (issue 14, defect 6), with a deadline so that a brain without
+# the limit fails the test instead of hanging it. No test measures time: the limits are small
+# and the tests wait for the outcome.
+
+DEADLINE = 10.0  # seconds: far longer than any limit below; only a brain without it gets there
+CEILING = 16 * 1024 * 1024  # bytes a flooding server sends at most, to spare this machine
+
+
+@dataclass
+class Misbehaving:
+    url: str
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # the client closed
+
+
+@asynccontextmanager
+async def misbehaving_server(
+    talk: Callable[[asyncio.StreamWriter], Awaitable[None]],
+    head: str = SSE_HEAD.replace("Connection: close", "Cache-Control: no-cache"),
+) -> AsyncIterator[Misbehaving]:
+    """An HTTP server that sends ``head`` (and a blank line if it has headers), then ``talk``."""
+    handlers: set[asyncio.Task[None]] = set()
+    connections: set[asyncio.StreamWriter] = set()
+    start = head.replace("\n", "\r\n") + ("\r\n\r\n" if "\n" in head else "\r\n")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        connections.add(writer)
+        talking = None
+        try:
+            await read_request(reader)
+            writer.write(start.encode())
+            talking = asyncio.create_task(talk(writer))
+            with contextlib.suppress(ConnectionError):
+                await reader.read()  # returns b"" when the client closes the connection
+            served.hung_up.set()
+        finally:
+            if talking is not None:
+                talking.cancel()
+                await asyncio.gather(talking, return_exceptions=True)
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    served = Misbehaving(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1")
+    try:
+        yield served
+    finally:
+        server.close()
+        for writer in connections:
+            writer.transport.abort()  # so that each handler's read returns, and it ends
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def flood(writer: asyncio.StreamWriter, first: bytes, then: bytes) -> None:
+    """Write ``first``, then ``then`` over and over, up to CEILING bytes in all."""
+    writer.write(first)
+    for _ in range(CEILING // len(then)):
+        writer.write(then)
+        await writer.drain()
+
+
+async def no_newline(writer: asyncio.StreamWriter) -> None:
+    await flood(writer, b"data: ", b"x" * 65536)
+
+
+async def endless_reply(writer: asyncio.StreamWriter) -> None:
+    await flood(writer, b"", sse(*[chunk("0123456789")] * 100).encode())
+
+
+async def keep_alives_only(writer: asyncio.StreamWriter) -> None:
+    while True:  # comments, and chunks whose delta has no text, every 20 ms
+        writer.write(b": ping\n\n" + sse(chunk(), chunk("")).encode())
+        await writer.drain()
+        await asyncio.sleep(0.02)
+
+
+def drip(piece: bytes) -> Callable[[asyncio.StreamWriter], Awaitable[None]]:
+    async def talk(writer: asyncio.StreamWriter) -> None:
+        while True:  # never silent for long, never done
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    return talk
+
+
+def limited(url: str, **limits: float) -> LlmBrain:
+    return LlmBrain(url, "m", **limits)
+
+
+async def reply_until_error(brain: LlmBrain) -> tuple[list[str], BrainError]:
+    """The pieces the brain yielded, and the error that ended its reply (within DEADLINE)."""
+    pieces: list[str] = []
+    with pytest.raises(BrainError) as raised:
+        async with asyncio.timeout(DEADLINE):
+            async for piece in brain.stream("Hello", Conversation()):
+                pieces.append(piece)
+    return pieces, raised.value
+
+
+async def test_a_line_without_a_newline_is_refused_at_max_line_bytes() -> None:
+    # Was: httpx's aiter_lines kept the line in memory until a newline came: 2.7 GB in 12 s.
+    async with (
+        misbehaving_server(no_newline) as server,
+        limited(server.url, max_line_bytes=1000) as brain,
+    ):
+        pieces, error = await reply_until_error(brain)
+        async with asyncio.timeout(DEADLINE):
+            await server.hung_up.wait()  # the brain hung up, though the server had more
+    assert pieces == []
+    assert str(error) == (
+        f"The language model at {server.url} sent a line longer than 1,000 bytes, so the reply "
+        "was stopped. Is CHATBOT_LLM_URL an OpenAI-compatible API (often ending in /v1)?"
+    )
+
+
+async def test_a_line_of_exactly_max_line_bytes_is_read() -> None:
+    event = sse(chunk("Hi"))  # one 'data: ...' line, then a blank line
+    line_bytes = len(event.encode()) - 2
+    async with canned_server(SSE_HEAD, event) as server:
+        async with limited(server.url, max_line_bytes=line_bytes) as brain:
+            assert await reply(brain, "Hello") == ["Hi"]
+        async with limited(server.url, max_line_bytes=line_bytes - 1) as brain:
+            with pytest.raises(BrainError, match=f"a line longer than {line_bytes - 1} bytes"):
+                await reply(brain, "Hello")
+
+
+async def test_an_endless_reply_is_cut_at_max_reply_chars() -> None:
+    # Was: the reply grew as long as the server kept talking: 114 MB, stored whole.
+    async with (
+        misbehaving_server(endless_reply) as server,
+        limited(server.url, max_reply_chars=95) as brain,
+    ):
+        pieces, error = await reply_until_error(brain)
+        async with asyncio.timeout(DEADLINE):
+            await server.hung_up.wait()
+    assert "".join(pieces) == "0123456789" * 9 + "01234"  # what fits, then the message
+    assert str(error) == (
+        "The language model's reply was cut at 95 characters, the limit for one reply. "
+        "Ask for a shorter answer."
+    )
+
+
+async def test_a_reply_of_exactly_max_reply_chars_is_whole() -> None:
+    async with canned_server(SSE_HEAD, sse(chunk("0123456789"), "[DONE]")) as server:
+        async with limited(server.url, max_reply_chars=10) as brain:
+            assert await reply(brain, "count") == ["0123456789"]
+
+
+@pytest.mark.parametrize("first", [b"", sse(chunk("Hel")).encode()], ids=["silent", "after-text"])
+async def test_keep_alive_comments_and_empty_deltas_do_not_keep_a_reply_open(
+    first: bytes,
+) -> None:
+    # Was: each ': ping' reset httpx's read timeout, so the reply stayed open for ever, and
+    # the conversation (or the whole room) waited behind it.
+    async def talk(writer: asyncio.StreamWriter) -> None:
+        writer.write(first)
+        await keep_alives_only(writer)
+
+    async with misbehaving_server(talk) as server, limited(server.url, idle_timeout=0.2) as brain:
+        pieces, error = await reply_until_error(brain)
+        async with asyncio.timeout(DEADLINE):
+            await server.hung_up.wait()
+    assert pieces == ([] if first == b"" else ["Hel"])
+    assert str(error) == (
+        f"The language model at {server.url} sent no text for 0.2 s, so the reply was stopped. "
+        "It may be overloaded: try again in a moment."
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "talk"),
+    [
+        (SSE_HEAD, drip(sse(chunk(".")).encode())),  # a word every 20 ms, for ever
+        ("HTTP/1.1 200 OK", drip(b"X-Slow: yes\r\n")),  # headers that never end
+    ],
+    ids=["text", "headers"],
+)
+async def test_a_slow_drip_is_stopped_at_max_reply_seconds(
+    head: str, talk: Callable[[asyncio.StreamWriter], Awaitable[None]]
+) -> None:
+    # Was: each piece reset the read timeout, so a reply that never ended held its
+    # conversation for ever.
+    async with (
+        misbehaving_server(talk, head) as server,
+        limited(server.url, max_reply_seconds=0.5) as brain,
+    ):
+        pieces, error = await reply_until_error(brain)
+        async with asyncio.timeout(DEADLINE):
+            await server.hung_up.wait()
+    assert set(pieces) <= {"."}
+    assert str(error) == (
+        "The language model's reply was stopped after 0.5 s, the limit for one reply. "
+        "Ask for a shorter answer, or try again when the model is less busy."
+    )
+
+
+def test_the_limits_have_named_defaults() -> None:
+    brain = LlmBrain("http://127.0.0.1:1/v1", "m")
+    assert brain.max_line_bytes == DEFAULT_LLM_MAX_LINE_BYTES == 65_536
+    assert brain.max_reply_chars == DEFAULT_LLM_MAX_REPLY_CHARS == 20_000
+    assert brain.max_reply_seconds == DEFAULT_LLM_MAX_REPLY_SECONDS == 300
+    assert brain.idle_timeout == DEFAULT_LLM_IDLE_TIMEOUT == 120
+
+
 # Configuration.
 
 
@@ -545,6 +768,26 @@ async def test_error_event_in_the_middle_of_the_stream() -> None:
             {"connect_timeout": "5"},
             "connect_timeout must be a positive number of seconds, got '5'. "
             "Leave it out for the default (5 s).",
+        ),
+        (
+            {"idle_timeout": -1},
+            "idle_timeout must be a positive number of seconds, got -1. "
+            "Leave it out for the default (120 s).",
+        ),
+        (
+            {"max_reply_seconds": float("inf")},
+            "max_reply_seconds must be a positive number of seconds, got inf. "
+            "Leave it out for the default (300 s).",
+        ),
+        (
+            {"max_line_bytes": 0},
+            "max_line_bytes must be a positive whole number, got 0. "
+            "Leave it out for the default (65,536).",
+        ),
+        (
+            {"max_reply_chars": 2.5},
+            "max_reply_chars must be a positive whole number, got 2.5. "
+            "Leave it out for the default (20,000).",
         ),
     ],
 )

@@ -48,6 +48,8 @@ KNOWN_CODES = frozenset(
         "control_characters",
         "bad_room",
         "bad_name",
+        "name_reserved",
+        "name_taken",
         "rate_limited",
         "busy",
         "unknown_session",
@@ -100,12 +102,22 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-TYPES = ["message", "stop", "resume", "join", "leave", "typing"]
+TYPES = ["message", "stop", "resume", "join", "leave", "typing", "history"]
 rooms = st.from_regex(ROOM_NAME, fullmatch=True)
 # Printable, no surrogates: what a well-behaved client sends.
 printable = st.characters(categories=["L", "M", "N", "P", "S", "Zs"])
 ids = st.none() | st.text(printable, max_size=64)
-names = st.text(printable, min_size=1, max_size=32).filter(lambda name: name.strip() == name != "")
+
+
+def allowed_name(name: str) -> bool:
+    """A name the server takes as it is: already normalised, not reserved (issue 14)."""
+    try:
+        return protocol.clean_name(name) == name
+    except ProtocolError:
+        return False
+
+
+names = st.text(printable, min_size=1, max_size=32).filter(allowed_name)
 
 random_objects = st.builds(
     lambda known, extra: extra | known,

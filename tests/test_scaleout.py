@@ -349,3 +349,67 @@ async def test_stop_through_one_process_stops_the_reply_the_other_writes(redis_u
                 "nothing_to_stop",
                 "No reply is being written.",
             )
+
+
+async def test_ping_fails_while_redis_refuses_writes(tmp_path: Path) -> None:
+    # A PING answers while every write fails (out of memory, no replica to write to): the
+    # store's ping writes a key with a TTL, so /readyz says 503 then.
+    with RestartableRedis(tmp_path) as redis:
+        async with (
+            aioredis.Redis.from_url(redis.url, decode_responses=True) as admin,
+            await RedisStore.open(redis.url) as store,
+        ):
+            await store.ping()
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")
+            with pytest.raises(StoreError) as info:
+                await store.ping()
+            assert str(info.value).startswith(
+                f'the store "{redis.url}" failed: command not allowed when used memory > '
+            )
+            await admin.config_set("maxmemory", "0")
+            await admin.config_set("min-replicas-to-write", "1")
+            with pytest.raises(StoreError) as info:
+                await store.ping()
+            assert "NOREPLICAS" in str(info.value) or "enough good replicas" in str(info.value)
+            await admin.config_set("min-replicas-to-write", "0")
+            await store.ping()
+
+
+async def test_every_key_of_a_session_has_a_ttl_that_a_use_renews(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with (
+        aioredis.Redis.from_url(redis_url, decode_responses=True) as redis,
+        await RedisStore.open(redis_url, prefix=redis_prefix, session_ttl=1000) as store,
+    ):
+        session = await store.create_session("Ada")
+        await store.append(session.id, "user", "Ada", "hi")
+        await store.append("room:lobby", "user", "Ada", "hi")
+        await store.ping()
+        keys = [key async for key in redis.scan_iter(match=f"{redis_prefix}*")]
+        assert len(keys) == 6  # session, seq and messages; the room's seq and messages; ping
+        assert [0 < await redis.ttl(key) <= 1000 for key in keys] == [True] * 6
+        kinds = ("session", "seq", "messages")
+        session_keys = [f"{redis_prefix}{kind}:{session.id}" for kind in kinds]
+        for key in session_keys:
+            await redis.expire(key, 5)
+        assert await store.get_session(session.id) is not None  # a resume renews all three
+        assert [await redis.ttl(key) > 5 for key in session_keys] == [True] * 3
+
+
+async def test_expire_gives_a_ttl_to_keys_written_before_sessions_expired(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with (
+        aioredis.Redis.from_url(redis_url, decode_responses=True) as redis,
+        await RedisStore.open(redis_url, prefix=redis_prefix, session_ttl=1000) as store,
+    ):
+        # As an older chatbot left them: no TTL (-1).
+        await redis.hset(f"{redis_prefix}session:old", mapping={"name": "Ada", "state": "{}"})
+        await redis.set(f"{redis_prefix}seq:room:old", 3)
+        await redis.xadd(f"{redis_prefix}messages:room:old", {"m": "[]"}, id="0-3")
+        assert await store.expire() == 3
+        assert await store.expire() == 0
+        async for key in redis.scan_iter(match=f"{redis_prefix}*"):
+            assert 0 < await redis.ttl(key) <= 1000

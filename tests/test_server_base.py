@@ -114,3 +114,22 @@ async def test_the_key_none_replaces_the_plain_text_mode() -> None:
 
     async with serve(port=0, handlers={None: polite}) as server, client(server.url) as ws:
         assert await chat(ws, "hi") == "Thank you for 'hi'."
+
+
+async def test_a_silent_client_is_closed_after_the_idle_timeout_and_a_slow_reply_is_not() -> None:
+    release = asyncio.Event()
+
+    async def slow(message: str) -> str:
+        await release.wait()  # longer than the idle timeout: answering is not idling
+        return message
+
+    async with serve(slow, port=0, idle_timeout=0.2) as server, client(server.url) as ws:
+        await ws.send("take your time")
+        await server.log.wait_for("message")
+        # The idle timeout is disarmed while the brain works: wait for it to have passed twice
+        # over, with no clock, by letting a second connection be closed for idling meanwhile.
+        async with client(server.url) as other:
+            await other.wait_closed()
+            assert (other.close_code, other.close_reason) == (1000, "idle timeout")
+        release.set()
+        assert await ws.recv() == "take your time"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import sys
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
+from chatbot.storage import sqlite as sqlite_store
 from chatbot.storage.base import StoreError
 from chatbot.storage.redis import RedisStore
 from chatbot.storage.sqlite import SCHEMA_VERSION, Store
@@ -370,3 +373,188 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
         f'cannot open the store "{path}": file is not a database; pass the path of a chatbot '
         "store, or of a file that does not exist yet"
     )
+
+
+# Sessions expire (issue 14, defect 8). The SQLite store reads the time from a clock the test
+# passes and deletes what is idle when asked (expire()), on open, and every EXPIRE_EVERY commits;
+# Redis deletes idle keys itself, so there the test moves time by taking seconds off every TTL.
+TTL = 100.0
+
+
+class Clock:
+    """A clock the test moves: what the SQLite store calls instead of time.time."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Idle:
+    """Opens a store of either backend with a session TTL of ``TTL``, and lets time pass."""
+
+    def __init__(self, open_store: OpenStore, redis_url: str | None) -> None:
+        self._open, self.redis_url, self.clock = open_store, redis_url, Clock()
+
+    def open(self) -> Awaitable[Any]:
+        if self.redis_url is None:
+            return self._open(session_ttl=TTL, clock=self.clock)
+        return self._open(session_ttl=TTL)
+
+    async def wait(self, store: Any, seconds: float) -> None:
+        """``seconds`` pass without any use; then what has been idle too long is gone."""
+        if self.redis_url is None:
+            self.clock.now += seconds
+            await store.expire()
+            return
+        async with aioredis.Redis.from_url(self.redis_url, decode_responses=True) as redis:
+            async for key in redis.scan_iter(match=f"{store._prefix}*"):
+                left = await redis.pttl(key)
+                if left == -1:
+                    raise AssertionError(f"the key {key!r} never expires (TTL -1)")
+                if 0 < left <= seconds * 1000:
+                    await redis.delete(key)  # what Redis does once the TTL runs out
+                elif left > 0:
+                    await redis.pexpire(key, left - int(seconds * 1000))
+
+
+@pytest.fixture
+def idle(request: pytest.FixtureRequest, open_store: OpenStore) -> Idle:
+    if request.node.callspec.params["open_store"] == "sqlite":
+        return Idle(open_store, None)
+    return Idle(open_store, request.getfixturevalue("redis_url"))
+
+
+async def test_an_idle_session_expires_with_its_messages_and_a_used_one_stays(idle: Idle) -> None:
+    async with await idle.open() as store:
+        resumed, talking, renamed, silent = [
+            await store.create_session(name) for name in ("Ada", "Bob", "Cy", "Dee")
+        ]
+        for session in (resumed, talking, renamed, silent):
+            await store.append(session.id, "user", session.name, "hello")
+        await idle.wait(store, 0.6 * TTL)
+        # Each kind of use renews a session: a resume, a message, a save.
+        assert await store.get_session(resumed.id) is not None
+        await store.append(talking.id, "user", "Bob", "still here")
+        await store.save_session(renamed.id, name="Cyd")
+        await idle.wait(store, 0.6 * TTL)  # 1.2 TTL after the silent session's last use
+        assert await store.get_session(silent.id) is None
+        assert await store.history(silent.id) == []
+        for session in (resumed, talking, renamed):
+            assert await store.get_session(session.id) is not None
+            assert (await store.history(session.id))[0].text == "hello"
+        # A new message in an expired conversation starts again at seq 1.
+        assert (await store.append(silent.id, "user", "Dee", "back")).seq == 1
+
+
+async def test_a_rooms_history_stays_while_the_room_is_used(idle: Idle) -> None:
+    async with await idle.open() as store:
+        await store.append("room:lobby", "user", "Ada", "first")
+        await store.append("room:attic", "user", "Ada", "forgotten")
+        for _ in range(3):  # three TTLs in all, with a message in the lobby each 0.6 TTL
+            await idle.wait(store, 0.6 * TTL)
+            await store.append("room:lobby", "user", "Ada", "still talking")
+        await idle.wait(store, 0.6 * TTL)
+        assert [m.text for m in await store.history("room:lobby")][:2] == ["first", "still talking"]
+        assert await store.history("room:attic") == []
+
+
+async def test_session_ttl_must_be_a_positive_number(open_store: OpenStore) -> None:
+    for wrong in (0, -1, float("nan"), float("inf"), "30d", None, True):
+        with pytest.raises(ValueError) as info:
+            await open_store(session_ttl=wrong)
+        assert str(info.value) == f"session_ttl must be a positive number of seconds, got {wrong!r}"
+
+
+async def test_sqlite_expires_in_bounded_batches_on_open_and_every_n_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "EXPIRE_BATCH", 3)
+    monkeypatch.setattr(sqlite_store, "EXPIRE_EVERY", 10**9)  # only when asked, at first
+    path, clock = tmp_path / "chat.db", Clock()
+    async with await Store.open(path, session_ttl=TTL, clock=clock) as store:
+        old = [await store.create_session(f"guest-{n}") for n in range(10)]
+        clock.now += 2 * TTL
+        assert await store.expire() == 10  # four batches of at most 3
+        assert [await store.get_session(s.id) for s in old] == [None] * 10
+        # Every EXPIRE_EVERY commits, the store's thread runs a batch by itself.
+        monkeypatch.setattr(sqlite_store, "EXPIRE_EVERY", 5)
+        more = [await store.create_session(f"guest-{n}") for n in range(4)]
+        clock.now += 2 * TTL
+        for n in range(2 * sqlite_store.EXPIRE_EVERY):  # a run, and ops after each batch of it
+            await store.append("room:lobby", "user", "Ada", f"m{n}")
+        assert [await store.get_session(s.id) for s in more] == [None] * 4
+        left = await store.create_session("left behind")
+    clock.now += 2 * TTL
+    async with await Store.open(path, session_ttl=TTL, clock=clock) as store:
+        assert await store.get_session(left.id) is None  # expired as the store opened
+        assert await store.history("room:lobby") == []
+
+
+# The tables of schema version 1, as chatbot wrote them before sessions expired.
+SCHEMA_1 = (
+    "CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT NOT NULL, room TEXT,"
+    " state TEXT NOT NULL, created REAL NOT NULL)",
+    "CREATE TABLE messages (conversation TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('user', 'bot')), author TEXT NOT NULL,"
+    " text TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('complete', 'stopped', 'partial')),"
+    " time REAL NOT NULL, PRIMARY KEY (conversation, seq)) WITHOUT ROWID",
+    "PRAGMA user_version=1",
+)
+
+
+async def test_a_database_of_schema_1_opens_keeps_its_data_and_expires_what_is_idle(
+    tmp_path: Path,
+) -> None:
+    path, clock = tmp_path / "old.db", Clock()
+    recent, old = clock.now - 0.5 * TTL, clock.now - 2 * TTL
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        for statement in SCHEMA_1:
+            connection.execute(statement)
+        connection.executemany(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+            [("kept", "Ada", "lobby", '{"n": 1}', old), ("gone", "Bob", None, "{}", old)],
+        )
+        connection.executemany(
+            "INSERT INTO messages VALUES (?, ?, 'user', 'Ada', ?, 'complete', ?)",
+            [
+                ("kept", 1, "old", old),
+                ("kept", 2, "recent", recent),
+                ("gone", 1, "old", old),
+                ("room:lobby", 1, "recent", recent),
+            ],
+        )
+    async with await Store.open(path, session_ttl=TTL, clock=clock) as store:
+        kept = await store.get_session("kept")
+        assert kept is not None
+        assert (kept.name, kept.room, kept.state, kept.created) == ("Ada", "lobby", {"n": 1}, old)
+        assert [m.text for m in await store.history("kept")] == ["old", "recent"]
+        assert [m.text for m in await store.history("room:lobby")] == ["recent"]
+        # Its last use was its newest message, 2 TTL ago: it expired as the store opened.
+        assert await store.get_session("gone") is None
+        assert await store.history("gone") == []
+        assert (await store.append("kept", "user", "Ada", "new")).seq == 3
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+async def test_ping_fails_when_the_sqlite_store_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readers never wait in WAL mode, so a read-only ping said "ready" while every write failed.
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "chat.db"
+    async with await Store.open(path) as store:
+        await store.ping()
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
+            with pytest.raises(StoreError) as info:
+                await store.ping()
+            assert str(info.value) == (f'cannot write to the store "{path}": database is locked')
+        finally:
+            other.rollback()
+            other.close()
+        await store.ping()  # writable again: ready again

@@ -4,23 +4,22 @@
 # %% notebooks/03_response-generation.ipynb, code cell 104 (id c533afda)
 """The ``llm`` brain: stream replies from any OpenAI-compatible chat-completions server.
 
-Ollama, the llama.cpp server, vLLM and hosted APIs speak the same protocol: POST the
-conversation to ``{base_url}/chat/completions`` with ``"stream": true``, and the reply comes
-back as server-sent events. This brain forwards each piece the moment it arrives, and closes the
-HTTP stream when the user presses Stop. Its settings: see :class:`LlmBrain`.
+Ollama, llama.cpp, vLLM and hosted APIs take the conversation at ``{base_url}/chat/completions``
+and stream the reply back as server-sent events; settings and limits: see :class:`LlmBrain`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import math
 import os
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +30,10 @@ from chatbot.errors import ChatbotError
 
 __all__ = [
     "DEFAULT_LLM_CONNECT_TIMEOUT",
+    "DEFAULT_LLM_IDLE_TIMEOUT",
+    "DEFAULT_LLM_MAX_LINE_BYTES",
+    "DEFAULT_LLM_MAX_REPLY_CHARS",
+    "DEFAULT_LLM_MAX_REPLY_SECONDS",
     "DEFAULT_LLM_MODEL",
     "DEFAULT_LLM_READ_TIMEOUT",
     "DEFAULT_LLM_URL",
@@ -68,7 +71,38 @@ takes tens of seconds on a laptop; after that, pieces come many times a second.
 _ROLES = {"user": "user", "bot": "assistant"}
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 106 (id 5c47f2bc)
+# %% notebooks/03_response-generation.ipynb, code cell 106 (id c1f80ad0)
+DEFAULT_LLM_MAX_LINE_BYTES = 65_536
+"""Bytes in one line of the event stream, before its newline.
+
+A line holds one chunk of the reply, a word or a few: well under 1 KB, a few KB with extras such
+as log-probabilities. The brain stops at this many bytes instead of waiting for a newline that may
+never come, so it never holds more of a line (plus one 64 KiB network read) in memory.
+"""
+
+DEFAULT_LLM_MAX_REPLY_CHARS = 20_000
+"""Characters in one reply: about 5,000 tokens, ten pages; a chat answer is far shorter.
+
+The reply is shown to everyone in the conversation, kept in its history and stored.
+"""
+
+DEFAULT_LLM_MAX_REPLY_SECONDS = 300.0
+"""Seconds for the whole reply, from sending the request to its last piece.
+
+A laptop writes a long answer at 10 to 20 tokens a second: a minute or two. This ends a reply
+that keeps coming slowly for ever, or headers that never end, while the conversation waits.
+"""
+
+DEFAULT_LLM_IDLE_TIMEOUT = 120.0
+"""Seconds without any text of the reply; keep-alive comments and empty pieces don't count.
+
+Longer than the read timeout, so a server that says nothing at all is still reported as silent
+(after 60 s); a server that keeps the connection busy with keep-alives, as some do while they
+load the model, gets twice that to start writing text.
+"""
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 107 (id 5c47f2bc)
 class LlmConfigError(ChatbotError):
     """The ``llm`` brain is configured wrongly; the message says what to change."""
 
@@ -106,7 +140,7 @@ def _check_url(url: str, source: str) -> str:
     return base
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 107 (id b207cb25)
+# %% notebooks/03_response-generation.ipynb, code cell 108 (id b207cb25)
 def _check_model(model: str, source: str) -> str:
     if not model.strip():
         raise LlmConfigError(
@@ -128,6 +162,7 @@ def _check_api_key(api_key: str, source: str) -> str:
     return api_key
 
 
+# %% notebooks/03_response-generation.ipynb, code cell 109 (id 717b1f50)
 def _check_timeout(seconds: float, argument: str) -> float:
     if (
         isinstance(seconds, bool)
@@ -136,18 +171,31 @@ def _check_timeout(seconds: float, argument: str) -> float:
     ):
         raise LlmConfigError(
             f"{argument} must be a positive number of seconds, got {seconds!r}. "
-            f"Leave it out for the default ({_DEFAULT_TIMEOUTS[argument]:g} s)."
+            f"Leave it out for the default ({_DEFAULTS[argument]:g} s)."
         )
     return float(seconds)
 
 
-_DEFAULT_TIMEOUTS = {
+def _check_limit(value: int, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LlmConfigError(
+            f"{argument} must be a positive whole number, got {value!r}. "
+            f"Leave it out for the default ({_DEFAULTS[argument]:,})."
+        )
+    return value
+
+
+_DEFAULTS = {
     "connect_timeout": DEFAULT_LLM_CONNECT_TIMEOUT,
     "read_timeout": DEFAULT_LLM_READ_TIMEOUT,
+    "max_line_bytes": DEFAULT_LLM_MAX_LINE_BYTES,
+    "max_reply_chars": DEFAULT_LLM_MAX_REPLY_CHARS,
+    "max_reply_seconds": DEFAULT_LLM_MAX_REPLY_SECONDS,
+    "idle_timeout": DEFAULT_LLM_IDLE_TIMEOUT,
 }
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 108 (id 957bc5cf)
+# %% notebooks/03_response-generation.ipynb, code cell 110 (id 957bc5cf)
 def _is_loopback(host: str) -> bool:
     """Tell whether ``host`` names this machine (``localhost``, ``127.0.0.1``, ``::1``...)."""
     if host.lower() == "localhost" or host.lower().endswith(".localhost"):
@@ -164,7 +212,15 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 109 (id 946ce172)
+def _client_for(url: str) -> httpx.AsyncClient:
+    """A client for ``url``: through the environment's proxy, unless the server is local."""
+    # httpx follows HTTP_PROXY, HTTPS_PROXY and ALL_PROXY when trust_env is true. A proxy cannot
+    # reach this machine's loopback address, so for a local server we ignore the environment;
+    # for any other server we honour it (corporate proxies, SSL_CERT_FILE).
+    return httpx.AsyncClient(trust_env=not _is_loopback(urlsplit(url).hostname or ""))
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 111 (id 946ce172)
 class LlmBrain(Brain):
     """Stream replies from an OpenAI-compatible chat-completions server.
 
@@ -180,6 +236,8 @@ class LlmBrain(Brain):
         system_prompt: sent first, as the ``system`` message; ``""`` sends none.
         connect_timeout: seconds to wait for the connection.
         read_timeout: seconds to wait for each piece of the reply, the first one included.
+        max_line_bytes, max_reply_chars, max_reply_seconds, idle_timeout: the limits on what
+            the server may send; see ``DEFAULT_LLM_MAX_LINE_BYTES`` and the three after it.
         client: an ``httpx.AsyncClient`` to send requests with; the brain then leaves closing it
             to you. By default the brain makes its own (close it with :meth:`aclose`).
 
@@ -199,7 +257,7 @@ class LlmBrain(Brain):
         # Never show the API key.
         return f"<LlmBrain model={self.model!r} url={self._shown_url!r}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 110 (id 7e68f31d)
+    # %% notebooks/03_response-generation.ipynb, code cell 112 (id 7e68f31d)
     def __init__(
         self,
         url: str | None = None,
@@ -209,6 +267,10 @@ class LlmBrain(Brain):
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         connect_timeout: float = DEFAULT_LLM_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_LLM_READ_TIMEOUT,
+        max_line_bytes: int = DEFAULT_LLM_MAX_LINE_BYTES,
+        max_reply_chars: int = DEFAULT_LLM_MAX_REPLY_CHARS,
+        max_reply_seconds: float = DEFAULT_LLM_MAX_REPLY_SECONDS,
+        idle_timeout: float = DEFAULT_LLM_IDLE_TIMEOUT,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         url, url_source = _setting(url, "url", "CHATBOT_LLM_URL", DEFAULT_LLM_URL)
@@ -219,23 +281,21 @@ class LlmBrain(Brain):
         self.system_prompt = system_prompt
         self.connect_timeout = _check_timeout(connect_timeout, "connect_timeout")
         self.read_timeout = _check_timeout(read_timeout, "read_timeout")
+        self.max_line_bytes = _check_limit(max_line_bytes, "max_line_bytes")
+        self.max_reply_chars = _check_limit(max_reply_chars, "max_reply_chars")
+        self.max_reply_seconds = _check_timeout(max_reply_seconds, "max_reply_seconds")
+        self.idle_timeout = _check_timeout(idle_timeout, "idle_timeout")
         self._shown_url = _without_password(self.url)
-        self._headers = {"Accept": "text/event-stream"}
+        # Uncompressed: the line limit counts bytes as they arrive, and gzip can unpack 1,000-fold.
+        self._headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
         if api_key := _check_api_key(api_key, key_source):
             self._headers["Authorization"] = f"Bearer {api_key}"
-        # The connect timeout bounds the TCP and TLS handshakes; the read timeout bounds each
-        # wait for data, so it is the longest silence allowed between two pieces of the reply.
+        # The read timeout bounds each wait for data: the longest silence between two pieces.
         self._timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
         self._owns_client = client is None
-        if client is None:
-            # httpx follows HTTP_PROXY, HTTPS_PROXY and ALL_PROXY when trust_env is true. A proxy
-            # cannot reach this machine's loopback address, so for a local server we ignore the
-            # environment; for any other server we honour it (corporate proxies, SSL_CERT_FILE).
-            host = urlsplit(self.url).hostname or ""
-            client = httpx.AsyncClient(trust_env=not _is_loopback(host))
-        self._client = client
+        self._client = client if client is not None else _client_for(self.url)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 111 (id f2ee6f47)
+    # %% notebooks/03_response-generation.ipynb, code cell 113 (id f2ee6f47)
     def messages(self, message: str, conversation: Conversation) -> list[dict[str, str]]:
         """Return the ``messages`` to send: the system prompt, the history, then ``message``.
 
@@ -260,37 +320,25 @@ class LlmBrain(Brain):
     async def __aenter__(self) -> LlmBrain:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # %% notebooks/03_response-generation.ipynb, code cell 112 (id aefc0c60)
+    # %% notebooks/03_response-generation.ipynb, code cell 115 (id aefc0c60)
     async def stream(self, message: str, conversation: Conversation) -> AsyncGenerator[str, None]:
         """Ask the model for its reply to ``message`` and yield the reply's pieces as they arrive.
 
         Raises:
-            BrainError: the server is unreachable, answered an error status, was silent longer
-                than ``read_timeout``, or sent no chat-completions stream; for the chat's user.
+            BrainError: for the chat's user: the server is unreachable, answered an error, was
+                silent, sent no event stream, or went past a limit (what fits is yielded first).
         """
-        messages = self.messages(message, conversation)
-        body = {"model": self.model, "messages": messages, "stream": True}
-        endpoint = f"{self.url}/chat/completions"
-        logger.debug(
-            "asking %s (model %s, %d messages)", self._shown_url, self.model, len(messages)
-        )
+        clock = _Clock(self.idle_timeout, self.max_reply_seconds)
         try:
-            async with self._client.stream(
-                "POST", endpoint, json=body, headers=self._headers, timeout=self._timeout
-            ) as response:
-                if not response.is_success:
-                    await response.aread()  # error bodies are small; they explain the status
-                    raise self._status_error(response)
-                events = 0
-                async for line in response.aiter_lines():
+            async with (
+                self._response(message, conversation, clock) as response,
+                contextlib.aclosing(self._lines(response, clock)) as lines,
+            ):
+                events, left = 0, self.max_reply_chars  # left: characters still allowed
+                async for line in lines:
                     if not line.startswith("data:"):
                         continue
                     events += 1
@@ -299,7 +347,12 @@ class LlmBrain(Brain):
                         break
                     text, finish_reason = self._read_chunk(data)
                     if text:
-                        yield text
+                        clock.heard()  # only text moves the idle deadline
+                        if text[:left]:
+                            yield text[:left]
+                        if len(text) > left:
+                            raise self._limit_error("max_reply_chars")
+                        left -= len(text)
                     if finish_reason is not None:  # some servers never send [DONE]
                         _log_finish(finish_reason)
                         break
@@ -307,8 +360,66 @@ class LlmBrain(Brain):
                     raise self._not_a_stream(response)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
+        except TimeoutError:  # a deadline of the clock passed (httpx raises its own timeouts)
+            raise self._limit_error(clock.expired) from None
 
-    # %% notebooks/03_response-generation.ipynb, code cell 113 (id 72458796)
+    # %% notebooks/03_response-generation.ipynb, code cell 116 (id 6209f685)
+    @contextlib.asynccontextmanager
+    async def _response(
+        self, message: str, conversation: Conversation, clock: _Clock
+    ) -> AsyncIterator[httpx.Response]:
+        """Send the request; yield the streaming response, once its status says success."""
+        messages = self.messages(message, conversation)
+        body = {"model": self.model, "messages": messages, "stream": True}
+        logger.debug(
+            "asking %s (model %s, %d messages)", self._shown_url, self.model, len(messages)
+        )
+        endpoint = f"{self.url}/chat/completions"
+        request = self._client.build_request(
+            "POST", endpoint, json=body, headers=self._headers, timeout=self._timeout
+        )
+        async with clock.limit():
+            response = await self._client.send(request, stream=True)
+        try:
+            if not response.is_success:
+                raise self._status_error(response, await self._error_body(response, clock))
+            yield response
+        finally:
+            await response.aclose()  # closing the connection tells the server to stop
+
+    async def _error_body(self, response: httpx.Response, clock: _Clock) -> bytes:
+        """The start of an error answer's body: at most ``max_line_bytes``."""
+        content = b""
+        async with clock.limit():
+            async for chunk in response.aiter_raw():
+                content += chunk
+                if len(content) >= self.max_line_bytes:
+                    break
+        return content[: self.max_line_bytes]
+
+    # %% notebooks/03_response-generation.ipynb, code cell 117 (id 6dfb758a)
+    async def _lines(self, response: httpx.Response, clock: _Clock) -> AsyncGenerator[str, None]:
+        """Yield the body's lines, each within the deadlines and at most ``max_line_bytes``."""
+        chunks = response.aiter_raw()
+        unfinished = b""
+        while True:
+            async with clock.limit():
+                chunk = await anext(chunks, b"")
+            if not chunk:
+                break
+            lines = (unfinished + chunk).splitlines(keepends=True)
+            unfinished = b"" if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
+            for line in lines:
+                line = line.rstrip(b"\r\n")
+                if len(line) > self.max_line_bytes:
+                    raise self._limit_error("max_line_bytes")
+                yield line.decode(errors="replace")
+            if len(unfinished) > self.max_line_bytes:
+                raise self._limit_error("max_line_bytes")
+        if unfinished:  # the last line, without a newline
+            yield unfinished.decode(errors="replace")
+
+    # %% notebooks/03_response-generation.ipynb, code cell 118 (id 72458796)
     def _read_chunk(self, data: str) -> tuple[str, str | None]:
         """Return the text and the finish reason (None until the last chunk) of one chunk."""
         try:
@@ -336,7 +447,7 @@ class LlmBrain(Brain):
         finish_reason = choice.get("finish_reason")
         return text or "", None if finish_reason is None else str(finish_reason)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 114 (id 68ba9348)
+    # %% notebooks/03_response-generation.ipynb, code cell 119 (id 68ba9348)
     def _not_a_stream(self, response: httpx.Response) -> BrainError:
         content_type = response.headers.get("Content-Type", "none")
         return BrainError(
@@ -345,14 +456,14 @@ class LlmBrain(Brain):
             "Is CHATBOT_LLM_URL an OpenAI-compatible API (often ending in /v1)?"
         )
 
-    def _status_error(self, response: httpx.Response) -> BrainError:
+    def _status_error(self, response: httpx.Response, content: bytes) -> BrainError:
         status = response.status_code
         try:
             text = f"answered HTTP {status} ({HTTPStatus(status).phrase})"
         except ValueError:  # a status code that http.HTTPStatus does not know
             text = f"answered HTTP {status}"
         try:
-            detail = _error_text(response.json())
+            detail = _error_text(json.loads(content))
         except ValueError:  # not JSON (JSONDecodeError and UnicodeDecodeError are ValueErrors)
             detail = None
         text += f": {detail.rstrip('.')}." if detail else "."
@@ -361,7 +472,7 @@ class LlmBrain(Brain):
             text += f" {hint}"
         return BrainError(f"The language model at {self._shown_url} {text}")
 
-    # %% notebooks/03_response-generation.ipynb, code cell 115 (id 99cd858b)
+    # %% notebooks/03_response-generation.ipynb, code cell 120 (id 99cd858b)
     def _transport_error(self, exc: httpx.HTTPError) -> BrainError:
         where = f"The language model at {self._shown_url}"
         if isinstance(exc, httpx.ConnectTimeout):
@@ -389,8 +500,60 @@ class LlmBrain(Brain):
         logger.warning("%s (%s)", text, f"{type(exc).__name__}: {exc}".rstrip(": "))
         return BrainError(text)
 
+    # %% notebooks/03_response-generation.ipynb, code cell 121 (id 404c3ba4)
+    def _limit_error(self, limit: str) -> BrainError:
+        """The message for a reply stopped by one of the limits, named by its argument."""
+        where = f"The language model at {self._shown_url}"
+        if limit == "max_line_bytes":
+            text = (
+                f"{where} sent a line longer than {self.max_line_bytes:,} bytes, so the reply "
+                "was stopped. Is CHATBOT_LLM_URL an OpenAI-compatible API (often ending in /v1)?"
+            )
+        elif limit == "max_reply_chars":
+            text = (
+                f"The language model's reply was cut at {self.max_reply_chars:,} characters, "
+                "the limit for one reply. Ask for a shorter answer."
+            )
+        elif limit == "max_reply_seconds":
+            text = (
+                f"The language model's reply was stopped after {self.max_reply_seconds:g} s, the "
+                "limit for one reply. Ask for a shorter answer, or try again when the model is "
+                "less busy."
+            )
+        else:
+            text = (
+                f"{where} sent no text for {self.idle_timeout:g} s, so the reply was stopped. "
+                "It may be overloaded: try again in a moment."
+            )
+        logger.warning("%s (%s)", text, limit)
+        return BrainError(text)
 
-# %% notebooks/03_response-generation.ipynb, code cell 116 (id deb13965)
+
+# %% notebooks/03_response-generation.ipynb, code cell 114 (id 27a4c4fb)
+class _Clock:
+    """The two deadlines of one reply: for the whole of it, and for its next piece of text."""
+
+    def __init__(self, idle_timeout: float, max_seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._idle_timeout = idle_timeout
+        self.end = self._loop.time() + max_seconds
+        self.heard()
+
+    def heard(self) -> None:
+        """Text arrived: the idle timeout starts again (comments and empty pieces don't count)."""
+        self.idle_end = self._loop.time() + self._idle_timeout
+
+    def limit(self) -> asyncio.Timeout:
+        """A timeout for one wait on the server, at the earlier deadline."""
+        return asyncio.timeout_at(min(self.end, self.idle_end))
+
+    @property
+    def expired(self) -> str:
+        """The limit that a timeout from :meth:`limit` ran into: its argument's name."""
+        return "idle_timeout" if self.idle_end < self.end else "max_reply_seconds"
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 122 (id deb13965)
 _STATUS_HINTS = {
     401: "Check CHATBOT_LLM_API_KEY.",
     403: "Check CHATBOT_LLM_API_KEY.",
@@ -423,7 +586,7 @@ def _error_text(body: Any) -> str | None:
     return None
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 117 (id 09bb9b8b)
+# %% notebooks/03_response-generation.ipynb, code cell 123 (id 09bb9b8b)
 def _connect_failure(exc: BaseException) -> str:
     """Say why a connection failed, from the OS error that httpx wraps (two or three deep)."""
     cause: BaseException | None = exc

@@ -11,6 +11,7 @@ hooks* answer plain HTTP requests on the same port (the chat page and health che
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import logging
@@ -71,6 +72,8 @@ class ChatServer:
         handlers: ``{subprotocol: handler}`` for clients that ask for a subprotocol; the key
             ``None`` replaces the plain-text mode.
         http: hooks that may answer a plain HTTP request on the same port, tried in order.
+        idle_timeout: seconds a plain-text client may stay silent before the server closes the
+            connection (None: no limit).
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class ChatServer:
         log: EventLog | None = None,
         handlers: Mapping[str | None, Handler] | None = None,
         http: Sequence[HttpHook] = (),
+        idle_timeout: float | None = None,
     ) -> None:
         self.brain = brain
+        self.idle_timeout = idle_timeout
         self.log = log if log is not None else EventLog()
         self.handlers: dict[str | None, Handler] = {None: self.chat_in_text, **(handlers or {})}
         self.http: list[HttpHook] = list(http)
@@ -193,22 +198,35 @@ class ChatServer:
         self.log.record("open", client, path if chosen is None else f"{path} ({chosen})")
         await self.handlers[chosen](connection, client)
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 29 (id 189e90df)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 29 (id 666f9286)
     async def chat_in_text(self, connection: ServerConnection, client: int) -> None:
         """The plain-text mode: one reply per message, in order, until the client leaves."""
         answer = self.text_session(client)
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                message = await connection.recv()
-                if isinstance(message, str):
-                    self.log.record("message", client, repr(clip(message)))
-                reply = await answer(message)
-                await connection.send(reply)
-                if isinstance(message, str):
-                    self.log.record("reply", client, repr(clip(reply)))
+            # One timeout for the connection, armed only while waiting for a message: a reply
+            # that takes long is never cut short, and a silent client does not hold a slot.
+            async with asyncio.timeout(None) as idle:
+                while True:
+                    if self.idle_timeout is not None:
+                        idle.reschedule(loop.time() + self.idle_timeout)
+                    message = await connection.recv()
+                    idle.reschedule(None)
+                    if isinstance(message, str):
+                        self.log.record("message", client, repr(clip(message)))
+                    reply = await answer(message)
+                    await connection.send(reply)
+                    if isinstance(message, str):
+                        self.log.record("reply", client, repr(clip(reply)))
+        except TimeoutError:
+            if not idle.expired():
+                raise  # not ours: a TimeoutError from answering a message
+            self.log.record("close", client, "idle timeout")
+            await connection.close(1000, "idle timeout")
         except ConnectionClosed as closed:
             self.log.record("close", client, str(closed.rcvd or "1006 (abnormal closure)"))
 
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 30 (id bde487b2)
     def text_session(self, client: int) -> TextSession:
         """Return what answers one plain-text connection's frames: here, the brain."""
 
@@ -220,7 +238,7 @@ class ChatServer:
 
         return answer
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 30 (id 91945218)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 31 (id 91945218)
     async def ask_brain(self, client: int, message: str) -> str:
         """Return the brain's reply to ``message``; an apology if the brain fails."""
         try:
@@ -236,7 +254,7 @@ class ChatServer:
         return reply
 
 
-# %% notebooks/02_first-websocket-server.ipynb, code cell 31 (id 9798362d)
+# %% notebooks/02_first-websocket-server.ipynb, code cell 32 (id 9798362d)
 S = TypeVar("S", bound=ChatServer)
 
 
@@ -266,7 +284,7 @@ class Starting(Generic[S]):
         await self.server.wait_closed()
 
 
-# %% notebooks/02_first-websocket-server.ipynb, code cell 32 (id bfa50c03)
+# %% notebooks/02_first-websocket-server.ipynb, code cell 33 (id bfa50c03)
 def serve(
     brain: Reply = echo,
     host: str = DEFAULT_HOST,
@@ -275,12 +293,13 @@ def serve(
     log: EventLog | None = None,
     handlers: Mapping[str | None, Handler] | None = None,
     http: Sequence[HttpHook] = (),
+    idle_timeout: float | None = None,
     **kwargs: Any,
 ) -> Starting[ChatServer]:
     """Start a chat server; ``await`` the result, or use it with ``async with``.
 
     Args:
-        brain, log, handlers, http: as for :class:`ChatServer`.
+        brain, log, handlers, http, idle_timeout: as for :class:`ChatServer`.
         host: the address to listen on; loopback by default.
         port: the port; 0 picks any free port (read it back from ``server.port``).
         **kwargs: passed to :func:`websockets.asyncio.server.serve` (``max_size``, ...).
@@ -293,5 +312,5 @@ def serve(
         async with serve(echo, port=0) as server:
             print(server.url)
     """
-    server = ChatServer(brain, log=log, handlers=handlers, http=http)
+    server = ChatServer(brain, log=log, handlers=handlers, http=http, idle_timeout=idle_timeout)
     return Starting(server, host, port, kwargs)

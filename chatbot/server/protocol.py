@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from chatbot.errors import ChatbotError
 __all__ = [
     "PROTOCOL",
     "ClientMessage",
+    "Earlier",
     "Join",
     "Leave",
     "ProtocolError",
@@ -45,8 +47,8 @@ PROTOCOL = "chatbot.v1"
 
 MAX_DEPTH = 32  # arrays and objects nested deeper are refused: our messages are flat
 TOO_DEEP = (
-    f"The frame nests arrays or objects more than {MAX_DEPTH} deep: send one flat JSON object, "
-    'like {"type": "message", "text": "hello"}.'
+    f"The frame nests arrays or objects more than {MAX_DEPTH} deep, or its brackets do not "
+    'pair up: send one flat JSON object, like {"type": "message", "text": "hello"}.'
 )
 MAX_ID_CHARS = 64
 MAX_NAME_CHARS = 32
@@ -123,7 +125,15 @@ class Typing:
     id: str | None = None
 
 
-ClientMessage = Say | Stop | Resume | Join | Leave | Typing
+@dataclass(frozen=True)
+class Earlier:
+    """``{"type": "history", "before": 41}``: the page of history before message ``before``."""
+
+    before: int
+    id: str | None = None
+
+
+ClientMessage = Say | Stop | Resume | Join | Leave | Typing | Earlier
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 5 (id c07)
@@ -173,7 +183,7 @@ def _load(frame: str | bytes) -> Any:
             "binary_not_supported",
             "Binary frames are not supported: send text frames containing JSON.",
         )
-    if frame.count("[") + frame.count("{") > MAX_DEPTH and _depth(frame) > MAX_DEPTH:
+    if frame.count("[") + frame.count("{") > MAX_DEPTH and not _nesting_ok(frame):
         raise ProtocolError("invalid_json", TOO_DEEP)
     try:
         data = json.loads(frame)
@@ -182,7 +192,7 @@ def _load(frame: str | bytes) -> Any:
         # with a \u escape can hold one, so the others skip the check.
         if "\\u" in frame:
             json.dumps(data, ensure_ascii=False).encode()
-    except RecursionError:  # deeper than Python's recursion limit: _depth() should catch it first
+    except RecursionError:  # deeper than Python's recursion limit: _nesting_ok() catches it first
         raise ProtocolError("invalid_json", TOO_DEEP) from None
     except ValueError as exc:  # JSONDecodeError; UnicodeEncodeError from a lone surrogate
         raise ProtocolError(
@@ -194,30 +204,38 @@ def _load(frame: str | bytes) -> Any:
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 7 (id c08b)
-def _depth(frame: str) -> int:
-    # The deepest nesting of arrays and objects, brackets inside strings not counted. Only
-    # frames with many brackets get here, so this Python loop never runs for chat messages.
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in frame:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+def _nesting_pattern(depth: int) -> re.Pattern[bytes]:
+    # "Any number of [...] groups, each holding groups one level less deep". Nesting up to
+    # `depth` is a regular language, so a regular expression checks it, in C, in one pass; the
+    # possessive `*+` never gives back what it matched, so it never backtracks either.
+    pattern = b""
+    for _ in range(depth):
+        pattern = rb"(?:\[" + pattern + rb"\])*+"
+    return re.compile(pattern)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 8 (id c10)
+_NESTING = _nesting_pattern(MAX_DEPTH)
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+
+
+def _brackets(frame: str) -> bytes:
+    # The frame's brackets outside strings, {} written as []: its skeleton. Every step is one
+    # call into C, whatever the frame holds.
+    if "\\" in frame:
+        frame = _ESCAPE.sub("", frame)  # an escaped quote does not end a string
+    if '"' in frame:
+        frame = "".join(frame.split('"')[::2])  # the parts outside strings
+    return frame.encode("utf-8", "ignore").translate(_SQUARE, _NOT_BRACKETS)
+
+
+def _nesting_ok(frame: str) -> bool:
+    # True if the frame's arrays and objects pair up and nest at most MAX_DEPTH deep.
+    return _NESTING.fullmatch(_brackets(frame)) is not None
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 9 (id c10)
 def _parse_message(data: dict[str, Any], id: str | None, max_chars: int) -> Say:
     text = _required_str(data, "text", id)
     if not text.strip():
@@ -250,7 +268,7 @@ def _parse_resume(data: dict[str, Any], id: str | None, max_chars: int) -> Resum
     return Resume(session, id)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 9 (id c11)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 10 (id c11)
 def _parse_join(data: dict[str, Any], id: str | None, max_chars: int) -> Join:
     room = _required_str(data, "room", id)
     if not ROOM_NAME.fullmatch(room):
@@ -262,7 +280,19 @@ def _parse_join(data: dict[str, Any], id: str | None, max_chars: int) -> Join:
     name = _optional_str(data, "name", MAX_NAME_CHARS, id)
     if name is not None and (not name.strip() or CONTROL.search(name)):
         raise ProtocolError("bad_name", "A name must be printable text, not empty.", id=id)
-    return Join(room, name.strip() if name else None, id)
+    return Join(room, clean_name(name, id) if name is not None else None, id)
+
+
+def _parse_earlier(data: dict[str, Any], id: str | None, max_chars: int) -> Earlier:
+    before = data.get("before")
+    if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+        raise ProtocolError(
+            "wrong_type",
+            f'"before" must be a whole number from 1 (the seq of the oldest message you have), '
+            f"got {_json_kind(before)}.",
+            id=id,
+        )
+    return Earlier(before, id)
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any], str | None, int], ClientMessage]] = {
@@ -272,11 +302,12 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None, int], ClientMessage]] 
     "join": _parse_join,
     "leave": lambda data, id, max_chars: Leave(id),
     "typing": lambda data, id, max_chars: Typing(id),
+    "history": _parse_earlier,
 }
 _TYPE_LIST = ", ".join(f'"{name}"' for name in _PARSERS)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 10 (id c12)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 11 (id c12)
 def _required_str(data: dict[str, Any], field: str, id: str | None) -> str:
     if field not in data:
         raise ProtocolError(
@@ -308,7 +339,7 @@ def _optional_str(data: dict[str, Any], field: str, max_chars: int, id: str | No
     return value
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 11 (id c13)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 12 (id c13)
 def _json_kind(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     if value is None:
@@ -323,7 +354,66 @@ def _clip(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 13 (id c17)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 13 (id c15a)
+RESERVED_NAMES = frozenset({"you", "assistant", "system"})  # and the brain's: the hub checks it
+GUEST_NAME = re.compile(r"guest-[0-9]+", re.IGNORECASE)  # the server's names for guests
+# Categories refused in names: controls, format characters (zero-width ones, bidi overrides and
+# isolates), private use, unassigned, surrogates, line and paragraph separators.
+HIDDEN = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
+BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # letters and symbols that show nothing
+
+
+def clean_name(name: str, id: str | None = None) -> str:
+    """Return ``name`` as others will see it (NFKC, single spaces), or refuse it.
+
+    Raises:
+        ProtocolError: ``bad_name`` for an empty name, a too long one, or one with a character
+            that shows nothing or turns text around; ``name_reserved`` for a name that the page
+            or the server uses.
+    """
+    name = " ".join(unicodedata.normalize("NFKC", name).split())
+    for char in name:
+        if unicodedata.category(char) in HIDDEN or char in BLANKS:
+            what = unicodedata.name(char, "a control character")
+            raise ProtocolError(
+                "bad_name",
+                f"A name cannot contain characters that are invisible or that change the "
+                f"direction of text; got {what} (U+{ord(char):04X}). Use visible letters.",
+                id=id,
+            )
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in name):
+        raise ProtocolError("bad_name", "A name must be printable text, not empty.", id=id)
+    if len(name) > MAX_NAME_CHARS:
+        raise ProtocolError(
+            "bad_name", f"A name has at most {MAX_NAME_CHARS} characters; got {len(name)}.", id=id
+        )
+    if name.casefold() in RESERVED_NAMES or GUEST_NAME.fullmatch(name):
+        raise reserved_name(name, id)
+    return name
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 14 (id c15b)
+def reserved_name(name: str, id: str | None = None) -> ProtocolError:
+    """The error for a name that the page, the bot or the server already uses."""
+    return ProtocolError(
+        "name_reserved",
+        f"The name {_clip(name)} is reserved: the page, the bot or the server uses it. "
+        "Choose another name.",
+        id=id,
+    )
+
+
+def name_taken(name: str, room: str, id: str | None = None) -> ProtocolError:
+    """The error for a name that another member of the room has (ignoring case)."""
+    return ProtocolError(
+        "name_taken",
+        f"Someone in room {room!r} is already called {_clip(name)} (names are compared "
+        "ignoring case). Choose another name, or join later.",
+        id=id,
+    )
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 17 (id c17)
 def _dumps_stdlib(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
@@ -362,7 +452,7 @@ def encode(kind: str, **fields: Any) -> str:
     return _dumps(message)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 14 (id c18)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 18 (id c18)
 def welcome(session: str, name: str, brain: str, limits: dict[str, Any]) -> str:
     """The first message on every JSON connection: who you are and what the limits are."""
     return encode(
@@ -380,17 +470,35 @@ def error(code: str, message: str, id: str | None = None) -> str:
     return encode("error", code=code, message=message, id=id)
 
 
-def history(conversation: str, messages: Iterable[dict[str, Any]], room: str | None = None) -> str:
-    """A conversation so far (after ``resume`` or ``join``), oldest first."""
-    return encode("history", conversation=conversation, room=room, messages=list(messages))
+def history(
+    conversation: str,
+    messages: Iterable[dict[str, Any]],
+    room: str | None = None,
+    *,
+    more: bool = False,
+    before: int | None = None,
+) -> str:
+    """A page of a conversation (after ``resume``, ``join``, or ``history``), oldest first.
+
+    ``more``: earlier messages exist (ask with ``{"type": "history", "before": SEQ}``);
+    ``before``: this page answers such a request.
+    """
+    return encode(
+        "history",
+        conversation=conversation,
+        room=room,
+        messages=list(messages),
+        more=more or None,
+        before=before,
+    )
 
 
-def chat_message(room: str, seq: int, author: str, text: str) -> str:
-    """Another member's message in your room."""
-    return encode("message", room=room, seq=seq, author=author, text=text)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 19 (id c19)
+def chat_message(room: str, seq: int, author: str, text: str, mine: bool = False) -> str:
+    """Another member's message in your room (``mine``: your session's, from another tab)."""
+    return encode("message", room=room, seq=seq, author=author, text=text, mine=mine or None)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 15 (id c19)
 def reply_start(reply: str, to: int, room: str | None = None) -> str:
     """The bot starts a reply to message ``to`` (it is "typing")."""
     return encode("reply.start", reply=reply, to=to, room=room)
@@ -406,9 +514,9 @@ def reply_end(reply: str, text: str, seq: int, status: str) -> str:
     return encode("reply.end", reply=reply, text=text, seq=seq, status=status)
 
 
-def presence(room: str, event: str, name: str, members: int) -> str:
-    """Someone joined or left your room."""
-    return encode("presence", room=room, event=event, name=name, members=members)
+def presence(room: str, event: str, name: str, members: int, mine: bool = False) -> str:
+    """Someone joined or left your room (``mine``: it was your session)."""
+    return encode("presence", room=room, event=event, name=name, members=members, mine=mine or None)
 
 
 def typing(room: str, name: str) -> str:

@@ -10,33 +10,58 @@ health checks (websockets' FAQ calls its HTTP support "limited", and it is: no w
 and it saves a second server, a second port, and the cross-origin questions that come with them.
 
 ``/healthz`` answers while the process and its event loop do (liveness); ``/readyz`` also asks the
-server's store (readiness, :func:`readiness`): a process whose Redis is down is alive, and
-restarting it would not help, but it should get no new clients until Redis answers again.
+server's store (readiness, :func:`readiness`). Before any of it, a request is screened: a header
+it must send once comes once, and its ``Host`` names this server (DNS rebinding).
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "PAGE",
+    "READY_TIMEOUT",
+    "SINGLE_HEADERS",
+    "HandshakeConnection",
+    "host_allowed",
+    "host_refused",
+    "http_response",
+    "page",
+    "page_policy",
+    "page_url",
+    "readiness",
+    "repeated_header",
+    "served_names",
+]
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 2 (id 8fb37ea6)
 import asyncio
+import base64
 import dataclasses
 import functools
+import hashlib
 import importlib.resources
+import ipaddress
 import logging
 import os
+import re
+import socket
+from collections.abc import Iterable
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
+from chatbot.server.limits import LOOPBACK
 from chatbot.storage.base import Storage, StoreError
-
-__all__ = ["PAGE", "READY_TIMEOUT", "http_response", "page", "page_url", "readiness"]
 
 logger = logging.getLogger(__name__)
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 2 (id b2e5262f)
+# %% notebooks/06_browser-page.ipynb, code cell 3 (id b2e5262f)
 PAGE = "chat.html"
 """The page, in ``chatbot/data/``: HTML, CSS and JavaScript in one file, nothing from a CDN."""
 
@@ -53,19 +78,22 @@ NOT_FOUND = (
 )
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 3 (id c02)
+# %% notebooks/06_browser-page.ipynb, code cell 4 (id c02)
 @functools.cache
 def page() -> bytes:
     """Return the chat page, read once from the package."""
     return (importlib.resources.files("chatbot") / "data" / PAGE).read_bytes()
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 4 (id c03)
-def http_response(connection: ServerConnection, request: Request) -> Response | None:
+# %% notebooks/06_browser-page.ipynb, code cell 5 (id c03)
+def http_response(
+    connection: ServerConnection, request: Request, allowed_origins: tuple[str, ...] = ()
+) -> Response | None:
     """Answer a plain HTTP request; return ``None`` to let a WebSocket handshake go on.
 
     Routes on the path without its query string: behind a proxy the page is loaded as
-    ``/?token=...``.
+    ``/?token=...``. The page comes with its policy (:func:`page_policy`): ``allowed_origins``
+    may show it in a frame too.
 
     Example::
 
@@ -81,6 +109,7 @@ def http_response(connection: ServerConnection, request: Request) -> Response | 
             [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Cache-Control", "no-cache"),  # a new version shows up on the next reload
+                ("Content-Security-Policy", page_policy(allowed_origins)),
                 ("X-Content-Type-Options", "nosniff"),
                 ("Referrer-Policy", "no-referrer"),
             ]
@@ -91,7 +120,7 @@ def http_response(connection: ServerConnection, request: Request) -> Response | 
     return connection.respond(HTTPStatus.NOT_FOUND, NOT_FOUND)
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 5 (id c05)
+# %% notebooks/06_browser-page.ipynb, code cell 6 (id c05)
 def page_url(port: int, host: str = "127.0.0.1") -> str:
     """Return the URL where a learner's browser finds the page of a server on ``port``.
 
@@ -110,7 +139,7 @@ def page_url(port: int, host: str = "127.0.0.1") -> str:
     return f"http://{host}:{port}/"
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 6 (id c07)
+# %% notebooks/06_browser-page.ipynb, code cell 7 (id c07)
 async def readiness(connection: ServerConnection, request: Request, store: Storage) -> Response:
     """Answer ``/readyz``: 200 ``ready`` if ``store`` answers a ping in time, else 503 and why.
 
@@ -150,3 +179,183 @@ def _plain(
     if request.method == "HEAD":  # the same headers, Content-Length included, and no body
         response = dataclasses.replace(response, body=b"")
     return response
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 8 (id e0f2b430)
+SINGLE_HEADERS = ("Host", "Origin", "Upgrade")
+"""Headers a request sends once at most: the checks read each of them as one value."""
+
+
+def repeated_header(connection: ServerConnection, request: Request) -> Response | None:
+    """Answer 400 if ``request`` repeats a header of :data:`SINGLE_HEADERS`; else ``None``.
+
+    Example::
+
+        serve(handler, process_request=repeated_header)
+    """
+    for name in SINGLE_HEADERS:
+        if (count := len(request.headers.get_all(name))) > 1:
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST,
+                f"Bad request: {count} {name} headers, and a request has one at most. "
+                "Send it once.\n",
+            )
+    return None
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 9 (id f7589056)
+def host_allowed(host: str | None, names: Iterable[str] = ()) -> bool:
+    """Decide whether a request's ``Host`` header names this server: no DNS rebinding.
+
+    A page at ``http://evil.example:8000/``, whose name its owner then points at 127.0.0.1, is
+    for the browser on its own origin: the origin check passes, and only ``Host`` still says
+    ``evil.example``. So a request is answered for loopback names, for IP addresses (rebinding
+    needs a name: a page at an address is on that machine) and for ``names``.
+
+    Args:
+        host: the ``Host`` header: ``name``, ``name:port``, ``[::1]:port``; ``None`` (no
+            header) is a client that is not a browser, accepted.
+        names: more names (``--allow-host``, :func:`served_names`); ``"*"`` allows any.
+    """
+    allowed = {entry.strip("[]").rstrip(".").lower() for entry in names}
+    if host is None or "*" in allowed:
+        return True
+    name = host_name(host)
+    if name is None:
+        return False
+    if name in LOOPBACK or name in allowed:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def host_name(host: str) -> str | None:
+    """The name in a ``Host`` header, lowercase, without port, brackets or final dot."""
+    if any(char in host for char in "@/\\?# "):
+        return None  # no browser sends these: a name only, and a port
+    try:
+        return (urlsplit(f"//{host}").hostname or "").rstrip(".") or None
+    except ValueError:  # an unclosed "[::1"
+        return None
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 10 (id dfebf8c9)
+def served_names(host: str) -> tuple[str, ...]:
+    """Return the names a server listening on ``host`` has, besides loopback and its addresses.
+
+    The name it listens on is its own (``--host chat.lan``). On every interface (``0.0.0.0``,
+    ``::``, ``""``) the room types this machine's address, or its name. On JupyterHub or Binder
+    (``JUPYTERHUB_SERVICE_PREFIX`` is set) browsers come through the hub's proxy, which passes on
+    the hub's name, and a page that rebinds a name reaches its visitor's own machine, never this
+    one: there any name is answered (``"*"``).
+    """
+    if os.environ.get("JUPYTERHUB_SERVICE_PREFIX"):
+        return ("*",)
+    if host in ("", "0.0.0.0", "::"):
+        machine = socket.gethostname().lower()
+        return (machine,) if "." in machine else (machine, f"{machine}.local")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return (host.lower(),)
+    return ()
+
+
+def host_refused(connection: ServerConnection, host: str) -> Response:
+    """The 403 for a ``Host`` that names another site: what arrived, and how to allow it."""
+    name = host_name(host) or host
+    return connection.respond(
+        HTTPStatus.FORBIDDEN,
+        f"Host {host} is not a name this server answers to (a page on another site, through "
+        "DNS rebinding?). If it is this machine's name, start the server with --allow-host "
+        f"{name} (in Python: Limits(allowed_hosts=({name!r},))).\n",
+    )
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 12 (id 15ef2a35)
+class HandshakeConnection(ServerConnection):
+    """A connection that reads nothing after the request until the request is answered.
+
+    websockets (17.x and before) reads what follows the request as WebSocket frames before it
+    answers: a pipelined second request fails as a frame, the connection is half-closed, and the
+    answer then fails an ``assert`` (a traceback at ERROR, no answer). Here those bytes wait until
+    the handshake is answered: a 101 reads them as frames; any other answer closes without them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tail = b""  # the last bytes of the request so far: its end may span two packets
+        self._early: bytearray | None = None  # what came after the request, until it is answered
+
+    def data_received(self, data: bytes) -> None:
+        if self._early is not None:  # the request is in, its answer not yet out
+            self._early += data
+            self.transport.pause_reading()  # and nothing more until it is
+        elif self.protocol.state is not State.CONNECTING:
+            super().data_received(data)
+        elif (end := (self._tail + data).find(b"\r\n\r\n")) < 0:  # a request has no body here
+            self._tail = (self._tail + data)[-3:]
+            super().data_received(data)
+        else:
+            cut = end + 4 - len(self._tail)
+            super().data_received(data[:cut])
+            if self.request is not None:  # a request, well formed: hold what follows it
+                self._early = bytearray()
+            if data[cut:]:
+                self.data_received(data[cut:])
+
+    # %% notebooks/06_browser-page.ipynb, code cell 13 (id bcc72f62)
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        """Answer the request (websockets' handshake), then read what came after it as frames."""
+        await super().handshake(*args, **kwargs)
+        early, self._early = self._early, None
+        if early is not None and self.protocol.state is State.OPEN:
+            self.transport.resume_reading()
+            super().data_received(bytes(early))
+
+    def send_data(self) -> None:
+        super().send_data()
+        if self._early is not None and self.protocol.eof_sent:  # answered, and closing:
+            self._early = None  # what came after the request is never read,
+            self.transport.resume_reading()  # but the client's end of the connection is
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 14 (id ffa461e0)
+FRAME_ANCESTORS = ("'self'", "localhost:*", "127.0.0.1:*")
+"""Who may show the page in a frame: itself, and pages on this machine (Jupyter's, locally).
+
+The same pages the origin check lets open a socket. (CSP has no syntax for ``[::1]``.)
+"""
+
+
+@functools.cache
+def page_policy(allowed_origins: tuple[str, ...] = ()) -> str:
+    """Return the page's Content-Security-Policy.
+
+    The page runs its own inline script and style (allowed by their hashes, computed from the
+    page itself), talks to its own origin only, and may be framed by :data:`FRAME_ANCESTORS`
+    and ``allowed_origins`` (``--allow-origin``), nothing else.
+
+    Raises:
+        ValueError: an origin that would break the header (a space, ``;``, ``,`` or a quote).
+    """
+    for origin in allowed_origins:
+        if not re.fullmatch(r"[^\s;,'\"]+", origin):
+            raise ValueError(f"--allow-origin {origin!r} is not an origin like https://hub.example")
+    text = page().decode().replace("\r\n", "\n")  # as the browser reads it
+    script, style = (" ".join(inline_hashes(text, tag)) or "'none'" for tag in ("script", "style"))
+    ancestors = " ".join((*FRAME_ANCESTORS, *allowed_origins))
+    return (
+        f"default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; "
+        f"base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+    )
+
+
+def inline_hashes(html: str, tag: str) -> list[str]:
+    """The CSP source of each inline ``<tag>`` element in ``html``: ``'sha256-...'``."""
+    bodies = re.findall(rf"<{tag}(?:\s[^>]*)?>(.*?)</{tag}>", html, re.DOTALL)
+    digests = (hashlib.sha256(body.encode()).digest() for body in bodies)
+    return [f"'sha256-{base64.b64encode(digest).decode()}'" for digest in digests]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -21,6 +22,7 @@ from chatbot.errors import ChatbotError
 
 __all__ = [
     "ROLES",
+    "SESSION_TTL",
     "STATUSES",
     "UNSET",
     "SessionRecord",
@@ -28,6 +30,7 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "Unset",
+    "check_ttl",
     "to_json",
 ]
 
@@ -101,8 +104,8 @@ class Storage(Protocol):
     several processes share (:class:`chatbot.storage.redis.RedisStore`).
 
     ``append`` returns once the message is durably stored: the hub acknowledges only then. The
-    server's ``/readyz`` calls ``ping()``: it returns once the store answers, and raises
-    :class:`StoreError` when it cannot.
+    server's ``/readyz`` calls ``ping()``: it returns once the store has *written* (a heartbeat),
+    and raises :class:`StoreError` when it cannot: a store that reads but cannot write is down.
     """
 
     async def create_session(self, name: str) -> SessionRecord: ...
@@ -169,3 +172,16 @@ def _first_unserialisable(value: Any, where: str) -> tuple[str, Any]:
     elif not isinstance(value, str | int | float | bool | None):
         return where, value
     return "", None
+
+
+# %% notebooks/04_many-clients.ipynb, code cell 11 (id a6cfb588)
+SESSION_TTL: Final = 30 * 24 * 60 * 60.0
+"""Seconds a session, or a room, may stay unused before its store deletes it: 30 days."""
+
+
+def check_ttl(session_ttl: float) -> float:
+    """Return ``session_ttl`` as a float if it is a positive, finite number of seconds."""
+    number = isinstance(session_ttl, int | float) and not isinstance(session_ttl, bool)
+    if not number or not 0 < session_ttl < math.inf:
+        raise ValueError(f"session_ttl must be a positive number of seconds, got {session_ttl!r}")
+    return float(session_ttl)

@@ -4,10 +4,8 @@
 # %% notebooks/08_scale-out.ipynb, code cell 13 (id c05)
 """Several server processes as one chat service: a store and a fan-out in Redis.
 
-:class:`RedisStore` keeps sessions and conversations in Redis (the interface
-:class:`~chatbot.storage.base.Storage`); :class:`RedisFanout` carries every room's broadcasts to
-the other processes through pub/sub (the hub's :class:`~chatbot.server.hub.Fanout`). Open both
-with :func:`open_redis`, or run ``python -m chatbot --redis redis://127.0.0.1:6379/0``.
+:class:`RedisStore` keeps sessions and messages, :class:`RedisFanout` carries broadcasts to the
+other processes; open both with :func:`open_redis`, or ``python -m chatbot --redis URL``.
 """
 
 from __future__ import annotations
@@ -31,12 +29,14 @@ from redis.exceptions import RedisError
 from chatbot.server.hub import Fanout
 from chatbot.storage.base import (
     ROLES,
+    SESSION_TTL,
     STATUSES,
     UNSET,
     SessionRecord,
     StoredMessage,
     StoreError,
     Unset,
+    check_ttl,
     to_json,
 )
 
@@ -96,23 +96,48 @@ async def _ping(client: aioredis.Redis, url: str) -> None:
 # seq and the message in one step: two processes appending to one room at once cannot write
 # their messages out of order. Stream entry ids are "0-seq", so the stream is sorted by seq.
 # The message is one JSON field: one value to parse per message when the history is read.
+# KEYS: the session (a room has none), seq, messages; each lives ARGV[2] ms more: a use.
 APPEND: Final = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], '0-' .. seq, 'm', ARGV[1])
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], '0-' .. seq, 'm', ARGV[1])
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[2]) end
 return seq
 """
 
 # Only an existing session is changed (the SQLite store's UPDATE changes no row either).
-# ARGV: 1 if the room is cleared, then field, value, field, value...
+# ARGV: the TTL in ms, 1 if the room is cleared, then field, value, field, value...
 SAVE_SESSION: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'room') end
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'room') end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
 return 1
 """
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 19 (id c07)
+# %% notebooks/08_scale-out.ipynb, code cell 19 (id 20eb37ac)
+# A resume is a use: the session and its conversation live ARGV[1] ms more.
+GET_SESSION: Final = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return fields
+"""
+
+CREATE_SESSION: Final = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"""
+
+# A key an older chatbot wrote without a TTL gets one; a key that has one keeps it.
+ADOPT: Final = """
+if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"""
+
+
+# %% notebooks/08_scale-out.ipynb, code cell 20 (id c07)
 @dataclass(eq=False)
 class _Operation:
     add: Callable[[Any], Any]  # puts the operation's one command on a pipeline
@@ -136,54 +161,58 @@ class RedisStore:
             session = await store.create_session("Ada")
     """
 
-    def __init__(self, client: aioredis.Redis, url: str, prefix: str, batch_limit: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, url: str, prefix: str, batch_limit: int, session_ttl: float
+    ) -> None:
         """Use :meth:`RedisStore.open`: it checks that Redis answers."""
         self._redis = client
         self._url = url
         self._prefix = prefix
         self._batch_limit = batch_limit
+        self.session_ttl = session_ttl
+        self._ttl_ms = max(1, round(session_ttl * 1000))  # what PEXPIRE takes
         self._queue: asyncio.Queue[_Operation | _Close] = asyncio.Queue()
         self._closed = False
         self.round_trips = 0
         self._sender = asyncio.create_task(self._send_all(), name=f"redis store {self.path}")
 
-    # %% notebooks/08_scale-out.ipynb, code cell 20 (id b3ac815a)
+    # %% notebooks/08_scale-out.ipynb, code cell 21 (id b3ac815a)
     @classmethod
-    async def open(cls, url: str, *, prefix: str = DEFAULT_PREFIX, batch_limit: int = 256) -> Self:
+    async def open(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        batch_limit: int = 256,
+        session_ttl: float = SESSION_TTL,
+    ) -> Self:
         """Connect to the Redis at ``url`` and check that it answers.
 
         ``url`` is ``redis://HOST:PORT/DB`` (``rediss://`` for TLS, ``unix:///path.sock``);
         ``prefix`` goes before every key, so one Redis can hold several services;
-        ``batch_limit`` is the most operations sent in one round trip. Raises StoreError if the
-        URL is not a Redis URL or Redis does not answer.
+        ``batch_limit`` is the most operations sent in one round trip; ``session_ttl``, the
+        seconds a session's or a room's keys live after their last use. Raises StoreError if
+        the URL is not a Redis URL or Redis does not answer, ValueError for a bad number.
         """
         _check_url(url)
         if not isinstance(batch_limit, int) or batch_limit < 1:
             raise ValueError(f"batch_limit must be a positive integer, got {batch_limit!r}")
+        session_ttl = check_ttl(session_ttl)
         # Never retried: a write whose answer was lost may have happened; sent again, it
         # would be stored twice. The caller gets StoreError, the client sends it again.
         client = _client(url, Retry(NoBackoff(), 0), TIMEOUT)
         await _ping(client, url)
-        return cls(client, url, prefix, batch_limit)
+        return cls(client, url, prefix, batch_limit, session_ttl)
 
     @property
     def path(self) -> str:
         """Where the data is: the Redis URL, without its password."""
         return display_url(self._url)
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self.round_trips} round trips"
-        return f"<RedisStore {self.path!r} {state}>"
-
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}{kind}:{name}"
 
-    # %% notebooks/08_scale-out.ipynb, code cell 21 (id 26fa89c2)
+    # %% notebooks/08_scale-out.ipynb, code cell 22 (id 26fa89c2)
     def _submit(self, add: Callable[[Any], Any], finish: Callable[[Any], T]) -> asyncio.Future[T]:
         # Queued now, before the caller's first await: the queue order is the call order.
         self._check_open()
@@ -216,7 +245,7 @@ class RedisStore:
                 "`await RedisStore.open(url)`"
             )
 
-    # %% notebooks/08_scale-out.ipynb, code cell 22 (id b0392bc7)
+    # %% notebooks/08_scale-out.ipynb, code cell 23 (id b0392bc7)
     async def _send(self, batch: list[_Operation]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for operation in batch:
@@ -244,28 +273,48 @@ class RedisStore:
             else:
                 _settle(operation.future, result, None)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 24 (id e1ea8826)
+    # %% notebooks/08_scale-out.ipynb, code cell 25 (id e1ea8826)
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.round_trips} round trips"
+        return f"<RedisStore {self.path!r} {state}>"
+
+    def _keys(self, conversation: str) -> list[str]:
+        # What expires together: the session's hash (a room has none), its seq, its messages.
+        return [self._key(kind, conversation) for kind in ("session", "seq", "messages")]
+
     async def create_session(self, name: str) -> SessionRecord:
         """Create a session with a new unguessable id, no room and an empty state."""
         record = SessionRecord(secrets.token_urlsafe(16), name, None, {}, time.time())
-        fields = {"name": name, "state": "{}", "created": repr(record.created)}
+        fields = ["name", name, "state", "{}", "created", repr(record.created)]
         key = self._key("session", record.id)
         return await self._submit(
-            lambda pipe: pipe.hset(key, mapping=fields), lambda _answer: record
+            lambda pipe: pipe.eval(CREATE_SESSION, 1, key, self._ttl_ms, *fields),
+            lambda _answer: record,
         )
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        """Return the session with this id, or ``None`` if there is none."""
-        key = self._key("session", session_id)
+        """Return the session with this id, or ``None`` if there is none (or it expired).
+
+        Finding a session is a use of it: its keys live ``session_ttl`` more.
+        """
+        keys = self._keys(session_id)
         return await self._submit(
-            lambda pipe: pipe.hgetall(key), lambda fields: _session(session_id, fields)
+            lambda pipe: pipe.eval(GET_SESSION, 3, *keys, self._ttl_ms),
+            lambda flat: _session(session_id, dict(zip(flat[::2], flat[1::2], strict=True))),
         )
 
-    # %% notebooks/08_scale-out.ipynb, code cell 25 (id cce0ab4b)
+    # %% notebooks/08_scale-out.ipynb, code cell 26 (id cce0ab4b)
     async def append(
         self, conversation: str, role: str, author: str, text: str, status: str = "complete"
     ) -> StoredMessage:
         """Store a message at the end of a conversation; return once Redis has it.
+
+        A message is a use: the conversation's keys (and its session's) live ``session_ttl`` more.
 
         Raises:
             ValueError: ``role`` or ``status`` is not one of its values.
@@ -276,10 +325,10 @@ class RedisStore:
         if status not in STATUSES:
             raise ValueError(f"status must be 'complete', 'stopped' or 'partial', got {status!r}")
         now = time.time()
-        keys = [self._key("seq", conversation), self._key("messages", conversation)]
-        args = [json.dumps([role, author, text, status, now])]
+        keys = self._keys(conversation)
+        args = [json.dumps([role, author, text, status, now]), self._ttl_ms]
         return await self._submit(
-            lambda pipe: pipe.eval(APPEND, 2, *keys, *args),
+            lambda pipe: pipe.eval(APPEND, 3, *keys, *args),
             lambda seq: StoredMessage(conversation, int(seq), role, author, text, status, now),
         )
 
@@ -296,7 +345,7 @@ class RedisStore:
             ),
         )
 
-    # %% notebooks/08_scale-out.ipynb, code cell 26 (id ed5edb34)
+    # %% notebooks/08_scale-out.ipynb, code cell 27 (id ed5edb34)
     async def save_session(
         self,
         session_id: str,
@@ -321,8 +370,8 @@ class RedisStore:
             fields += ["name", name]
         if not fields and room is not None:
             return
-        key = self._key("session", session_id)
-        args = ["1" if room is None else "0", *fields]
+        keys = self._keys(session_id)  # a save is a use: they all live session_ttl more
+        args = [self._ttl_ms, "1" if room is None else "0", *fields]
 
         def finish(found: int) -> None:
             if not found:
@@ -330,16 +379,20 @@ class RedisStore:
                     f"no session {session_id!r} in the store; create it with create_session()"
                 )
 
-        await self._submit(lambda pipe: pipe.eval(SAVE_SESSION, 1, key, *args), finish)
+        await self._submit(lambda pipe: pipe.eval(SAVE_SESSION, 3, *keys, *args), finish)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 27 (id 6296f933)
+    # %% notebooks/08_scale-out.ipynb, code cell 28 (id 6296f933)
     async def ping(self) -> None:
-        """Return once Redis answers a PING, sent in turn after what was submitted before it.
+        """Return once Redis has stored a key (it lives 60 s), sent after what came before it.
+
+        A ``PING`` answers while Redis refuses every write (out of memory, too few replicas, a
+        read-only replica); a ``SET`` proves that writes work.
 
         Raises:
-            StoreError: the store is closed, or Redis does not answer (down, or refusing).
+            StoreError: the store is closed, or Redis does not answer or refuses the write.
         """
-        await self._submit(lambda pipe: pipe.ping(), lambda _answer: None)
+        key = f"{self._prefix}ping"
+        await self._submit(lambda pipe: pipe.set(key, "1", ex=60), lambda _answer: None)
 
     async def close(self) -> None:
         """Send every operation already submitted, then close the connection."""
@@ -356,8 +409,29 @@ class RedisStore:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    # %% notebooks/08_scale-out.ipynb, code cell 29 (id 004363af)
+    async def expire(self) -> int:
+        """Give a TTL to this store's keys that have none; return how many got one.
 
-# %% notebooks/08_scale-out.ipynb, code cell 23 (id c08)
+        Redis deletes idle keys itself, once their TTL runs out; keys written by a chatbot from
+        before sessions expired have none. Call this once after upgrading.
+
+        Raises:
+            StoreError: the store is closed, or Redis failed.
+        """
+        self._check_open()
+        given = 0
+        try:
+            for kind in ("session", "seq", "messages"):
+                match = f"{self._prefix}{kind}:*"
+                async for key in self._redis.scan_iter(match=match, count=500):
+                    given += await self._redis.eval(ADOPT, 1, key, self._ttl_ms)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f'the store "{self.path}" failed: {exc}') from exc
+        return given
+
+
+# %% notebooks/08_scale-out.ipynb, code cell 24 (id c08)
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():
         return  # the caller was cancelled while waiting; the write, if any, still happened
@@ -381,7 +455,7 @@ def _message(conversation: str, entry_id: str, fields: dict[str, str]) -> Stored
     return StoredMessage(conversation, int(entry_id[2:]), role, author, text, status, when)
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 29 (id 3fc78dab)
+# %% notebooks/08_scale-out.ipynb, code cell 31 (id 3fc78dab)
 PUBLISH_QUEUE: Final = 10_000  # frames waiting to be published; past it, frames are dropped
 PUBLISH_BATCH: Final = 512  # frames published in one round trip, at most
 HEARTBEAT_TTL: Final = 30  # seconds a process counts as alive after its last heartbeat
@@ -393,7 +467,7 @@ STOPPED: Final = "\x00stopped"
 STOP_WAIT: Final = 2.0  # seconds to wait for the other processes' answers to a stop
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 30 (id c16)
+# %% notebooks/08_scale-out.ipynb, code cell 32 (id c16)
 class RedisFanout(Fanout):
     """Carries every broadcast to the other processes through Redis pub/sub.
 
@@ -425,7 +499,7 @@ class RedisFanout(Fanout):
         self._dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    # %% notebooks/08_scale-out.ipynb, code cell 31 (id b44d93e7)
+    # %% notebooks/08_scale-out.ipynb, code cell 33 (id b44d93e7)
     @classmethod
     async def open(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> Self:
         """Connect to the Redis at ``url``, announce this process, and start listening.
@@ -463,7 +537,7 @@ class RedisFanout(Fanout):
             asyncio.create_task(self._beat_all(), name="redis fan-out heartbeat"),
         ]
 
-    # %% notebooks/08_scale-out.ipynb, code cell 32 (id 4b777974)
+    # %% notebooks/08_scale-out.ipynb, code cell 34 (id 4b777974)
     def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
         self._deliver, self._stop = deliver, stop
 
@@ -488,7 +562,7 @@ class RedisFanout(Fanout):
             with contextlib.suppress(RedisError, OSError):  # a lost connection: nothing to do
                 await self._pubsub.unsubscribe(self._channel(conversation))
 
-    # %% notebooks/08_scale-out.ipynb, code cell 33 (id 2493f6af)
+    # %% notebooks/08_scale-out.ipynb, code cell 35 (id 2493f6af)
     def publish(self, conversation: str, text: str) -> None:
         if self._closed:
             return
@@ -521,7 +595,7 @@ class RedisFanout(Fanout):
             if item is None:
                 return  # close() asked: everything before it was published
 
-    # %% notebooks/08_scale-out.ipynb, code cell 34 (id 4b0154d0)
+    # %% notebooks/08_scale-out.ipynb, code cell 36 (id 4b0154d0)
     async def _read_all(self) -> None:
         while True:
             try:
@@ -554,7 +628,7 @@ class RedisFanout(Fanout):
                 except Exception:
                     logger.exception("a frame from Redis to %s failed", conversation)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 36 (id b59a6abd)
+    # %% notebooks/08_scale-out.ipynb, code cell 38 (id b59a6abd)
     async def members(self, conversation: str, here: int) -> int:
         self._rooms.add(conversation)
         try:
@@ -591,7 +665,7 @@ class RedisFanout(Fanout):
             except (RedisError, OSError) as exc:
                 logger.warning("cannot renew this process's heartbeat in Redis (%s)", exc)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 37 (id 49b386e4)
+    # %% notebooks/08_scale-out.ipynb, code cell 39 (id 49b386e4)
     async def stop(self, conversation: str) -> bool:
         # Ask every process with clients in the conversation; each answers whether it stopped
         # a reply there. PUBLISH says how many got the question (this process included).
@@ -630,7 +704,7 @@ class RedisFanout(Fanout):
         if not answered.done() and (stopped == "1" or remaining[0] == 0):
             answered.set_result(stopped == "1")
 
-    # %% notebooks/08_scale-out.ipynb, code cell 38 (id 0ceeb437)
+    # %% notebooks/08_scale-out.ipynb, code cell 40 (id 0ceeb437)
     async def close(self) -> None:
         """Publish what is queued, leave the head counts, and disconnect (idempotent)."""
         if self._closed:
@@ -661,7 +735,7 @@ class RedisFanout(Fanout):
         return f"<RedisFanout {display_url(self._url)} process {self.id}>"
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 35 (id 3c7885d8)
+# %% notebooks/08_scale-out.ipynb, code cell 37 (id 3c7885d8)
 MEMBERS: Final = """
 redis.call('SET', ARGV[3] .. ARGV[1], '1', 'EX', ARGV[4])
 if tonumber(ARGV[2]) > 0 then
@@ -682,7 +756,7 @@ return total
 """
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 39 (id c17)
+# %% notebooks/08_scale-out.ipynb, code cell 41 (id c17)
 async def open_redis(url: str, *, prefix: str = DEFAULT_PREFIX) -> tuple[RedisStore, RedisFanout]:
     """Open the store and the fan-out of one server process on the Redis at ``url``.
 
