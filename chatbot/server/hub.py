@@ -44,11 +44,9 @@ logger = logging.getLogger("chatbot.server.hub")
 HISTORY_TURNS = 200  # turns a brain sees, and a client gets back on resume or join
 DROP_GRACE = 2.0  # seconds a client that stopped reading gets to take a close frame
 # Issue 14: limits in bytes. Read from Limits when it has these fields, else these defaults.
-NOT_STORED = (
-    "Your message was not stored: the server cannot reach its storage right now. "
-    "Send it again in a moment."
-)
-REPLY_NOT_STORED = "The reply could not be stored: the server cannot reach its storage right now."
+STORE_DOWN = "the server cannot reach its storage right now"  # every store_failed says it
+NOT_STORED = f"Your message was not stored: {STORE_DOWN}. Send it again in a moment."
+REPLY_NOT_STORED = f"The reply could not be stored: {STORE_DOWN}."
 
 
 def _turns(messages: Iterable[StoredMessage]) -> list[Turn]:
@@ -123,7 +121,7 @@ class Outbox:
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(queue))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 66 (id c90)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 69 (id c90)
     async def _send_all(self, queue: collections.deque[str]) -> None:
         try:
             while queue:
@@ -149,7 +147,7 @@ class Outbox:
         except TimeoutError:
             self.connection.transport.abort()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 67 (id c92)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 70 (id c92)
     async def flush(self) -> None:
         """Wait until everything queued was handed to the connection (at most 5 s)."""
         if self._sender is not None:
@@ -284,9 +282,9 @@ class Channel:
                 item = pending.popleft()
                 try:
                     await self._answer(item)
-                except StoreError:
+                except StoreError as exc:
                     # The reply was streamed but not stored: say so, and answer the next one.
-                    logger.exception("cannot store a reply in %s", self.id)
+                    logger.warning("cannot store a reply in %s: %s", self.id, exc)
                     item.client.send(protocol.error("store_failed", REPLY_NOT_STORED))
         finally:
             # In the same step as the last check of the queue: a submit() that comes after
@@ -363,7 +361,7 @@ class Channel:
             client.send(protocol.error(code, text))
         return text
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 47 (id c61a)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 49 (id c61a)
     def announce(
         self, author: Client, frame: Callable[[bool], str], *, skip: Client | None = None
     ) -> None:
@@ -386,7 +384,7 @@ class Channel:
         if len(self.authors) > HISTORY_TURNS:
             del self.authors[next(iter(self.authors))]  # the oldest: history shows no more
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 71 (id c44r)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 74 (id c44r)
     async def _reload(self, seq: int) -> None:
         # Other processes added turns to this conversation (notebook 08): the brain must see
         # them too, up to the message being answered.
@@ -434,29 +432,36 @@ class Hub:
     async def handle(self, connection: ServerConnection, number: int) -> None:
         """Serve one JSON connection until it closes; leave no task behind."""
         limits = self.limits
+        outbox = Outbox(connection, limits.send_queue, limits.send_queue_bytes)
         client = Client(
-            number,
-            connection,
-            Outbox(
-                connection,
-                limits.send_queue,
-                limits.send_queue_bytes,
-            ),
-            TokenBucket(limits.messages_per_second, limits.burst),
+            number, connection, outbox, TokenBucket(limits.messages_per_second, limits.burst)
         )
         bound_write_buffer(connection, limits.write_buffer_bytes)
         try:
-            record = await self.store.create_session(await self.fanout.guest_name(number))
-            client.session, client.name = record.id, record.name
-            client.send(protocol.welcome(record.id, record.name, self.brain.name, limits.public()))
-            client.private = await self._attach(client, record.id, None, record.state)
-            await self._serve(client)
+            if await self._welcome(client):
+                await self._serve(client)
         finally:
             if client.room is not None:
                 await self._leave(client)  # the room is told, as for an explicit leave
             if client.private is not None:
                 await self._detach(client, client.private)
             await client.outbox.close()
+
+    async def _welcome(self, client: Client) -> bool:
+        # A new session and its private channel; without a store, a typed error and 1013.
+        try:
+            name = await self.fanout.guest_name(client.number)
+            record = await self.store.create_session(name)
+            client.private = await self._attach(client, record.id, None, record.state)
+        except StoreError as exc:
+            self._store_failed(client, exc, "No session could be started", "Connect again soon.")
+            await client.outbox.flush()
+            await client.connection.close(1013, "storage unavailable: try again later")
+            return False
+        client.session, client.name = record.id, record.name
+        welcome = protocol.welcome(record.id, record.name, self.brain.name, self.limits.public())
+        client.send(welcome)
+        return True
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id c52)
     async def _serve(self, client: Client) -> None:
@@ -524,17 +529,42 @@ class Hub:
                 if client.room is None:
                     self._refuse(client, "not_in_room", "You are not in a room.", request.id)
                 else:
-                    await self._leave(client)
-                    await self.store.save_session(client.session, room=None)
+                    await self._leave_room(client, request.id)
             case protocol.Earlier():
-                client.send(await self._history(client, client.channel, request.before))
+                await self._earlier(client, request)
             case Typing():
                 if client.room is not None:
                     client.room.broadcast(
                         protocol.typing(client.room.room or "", client.name), skip=client
                     )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id c56)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id b278330e)
+    def _store_failed(
+        self, client: Client, exc: StoreError, what: str, todo: str, id: str | None = None
+    ) -> None:
+        # The server's trouble, not the client's: one WARNING line (no traceback: the store is
+        # unavailable, the server is not broken), an event, and a typed error the client reads.
+        logger.warning("%s (client %d): %s", what, client.number, exc)
+        self.log.record("error", client.number, "store_failed")
+        client.send(protocol.error("store_failed", f"{what}: {STORE_DOWN}. {todo}", id))
+
+    async def _leave_room(self, client: Client, id: str | None) -> None:
+        await self._leave(client)  # out of the room at once, whatever the store says
+        try:
+            await self.store.save_session(client.session, room=None)
+        except StoreError as exc:
+            todo = "Resuming this session later may bring you back to it."
+            self._store_failed(client, exc, "You left the room, but it was not noted", todo, id)
+
+    async def _earlier(self, client: Client, request: protocol.Earlier) -> None:
+        try:
+            page = await self._history(client, client.channel, request.before)
+        except StoreError as exc:
+            self._store_failed(client, exc, "No history", "Ask again in a moment.", request.id)
+            return
+        client.send(page)
+
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id c56)
     async def _say(self, client: Client, request: Say) -> None:
         channel = client.channel
         if channel.full():
@@ -551,12 +581,10 @@ class Hub:
         channel.reserved += 1
         try:
             stored = await self.store.append(channel.id, "user", client.name, request.text)
-        except StoreError:
-            # Not stored, so not acknowledged: the client may send it again. The server's
-            # trouble (a store on the network that is down), not the client's: logged.
-            logger.exception("cannot store a message from client %d", client.number)
-            self.log.record("error", client.number, "store_failed")
-            client.send(protocol.error("store_failed", NOT_STORED, request.id))
+        except StoreError as exc:
+            # Not stored, so not acknowledged: the client may send it again.
+            what, todo = "Your message was not stored", "Send it again in a moment."
+            self._store_failed(client, exc, what, todo, request.id)
             return
         finally:
             channel.reserved -= 1
@@ -572,28 +600,42 @@ class Hub:
             )
         channel.submit(client, request.text, stored)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id c58)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 45 (id c58)
     async def _resume(self, client: Client, request: Resume) -> None:
-        record = await self.store.get_session(request.session)
-        if record is None:
-            self._refuse(
-                client,
-                "unknown_session",
-                "No such session: it may have been deleted. Go on with this new one.",
-                request.id,
-            )
+        what, todo = "The session was not resumed", "Resume it again in a moment."
+        try:
+            record = await self.store.get_session(request.session)
+            if record is None:
+                self._refuse(
+                    client,
+                    "unknown_session",
+                    "No such session: it may have been deleted. Go on with this new one.",
+                    request.id,
+                )
+                return
+            # The new channel and its history first: if the store fails, nothing changed.
+            private = await self._attach(client, record.id, None, record.state)
+        except StoreError as exc:
+            self._store_failed(client, exc, what, todo, request.id)
+            return
+        old = client.private
+        try:
+            page = await self._history(client, private)
+        except StoreError as exc:
+            if private is not old:
+                await self._detach(client, private)
+            self._store_failed(client, exc, what, todo, request.id)
             return
         if client.room is not None:
             await self._leave(client)
-        assert client.private is not None
-        await self._detach(client, client.private)
-        client.session, client.name = record.id, record.name
-        client.private = await self._attach(client, record.id, None, record.state)
-        client.send(await self._history(client, client.private))
+        if old is not None and old is not private:
+            await self._detach(client, old)
+        client.session, client.name, client.private = record.id, record.name, private
+        client.send(page)
         if record.room is not None:
             await self._join(client, record.room, None)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 45 (id c59)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id c59)
     async def _join(
         self, client: Client, room: str, name: str | None, id: str | None = None
     ) -> None:
@@ -605,18 +647,33 @@ class Hub:
         if chosen is None:  # the session's name is someone else's there now: a guest's name
             chosen = await self.fanout.guest_name(client.number)
         self._claim(room, chosen, client.session)  # before any await: nobody can take it now
+        what = f"You did not join {room!r}"
+        try:  # the write first: if the store fails, the client stays where it was
+            await self.store.save_session(client.session, room=room, name=chosen)
+        except StoreError as exc:
+            self._release(room, chosen)
+            self._store_failed(client, exc, what, "Join again in a moment.", id)
+            return
         if client.room is not None:
             await self._leave(client)
         client.name = chosen
-        channel = await self._attach(client, f"room:{room}", room, {})
+        try:
+            channel = await self._attach(client, f"room:{room}", room, {})
+            page = await self._history(client, channel)
+        except StoreError as exc:  # a read failed after the write (rare): resume rejoins
+            self._release(room, chosen)
+            if (joined := self.channels.get(f"room:{room}")) is not None:
+                await self._detach(client, joined)
+            self._store_failed(client, exc, what, "You are in no room: join again soon.", id)
+            return
         client.room = channel
-        await self.store.save_session(client.session, room=room, name=client.name)
-        client.send(await self._history(client, channel))
+        client.send(page)
         members = await self.fanout.members(channel.id, len(channel.audience))
         channel.announce(
             client, lambda mine: protocol.presence(room, "join", chosen, members, mine)
         )
 
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 47 (id 4a80fc7c)
     async def _leave(self, client: Client) -> None:
         channel, name = client.room, client.name
         assert channel is not None and channel.room is not None
@@ -627,7 +684,7 @@ class Hub:
         channel.announce(client, lambda mine: protocol.presence(room, "leave", name, members, mine))
         await self._detach(client, channel)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id c61)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 48 (id c61)
     async def _attach(
         self, client: Client, id: str, room: str | None, state: dict[str, Any]
     ) -> Channel:
@@ -639,7 +696,11 @@ class Hub:
                 # Subscribe first, then read: a message stored meanwhile by another process is
                 # in the history, or arrives through the fan-out (or both: seq tells).
                 await self.fanout.subscribe(id)
-                stored = await self.store.history(id, limit=HISTORY_TURNS)
+                try:
+                    stored = await self.store.history(id, limit=HISTORY_TURNS)
+                except BaseException:
+                    await self.fanout.unsubscribe(id)  # no channel: nobody listens here
+                    raise
                 channel = Channel(self, id, room, Conversation(_turns(stored), dict(state)))
                 channel.saved_state = json.dumps(state, sort_keys=True, default=repr)
                 self.channels[id] = channel
@@ -656,7 +717,7 @@ class Hub:
         # Nobody is listening any more: the reply in flight is cancelled and stored as partial.
         await channel.close()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 48 (id c61b)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 50 (id c61b)
     def _free_name(self, client: Client, room: str, name: str | None, id: str | None) -> str | None:
         # The name ``client`` gets in ``room``: the one it asks for (or an error), else its
         # current one; None (then a guest's name) if its current one is not allowed or taken.
@@ -688,7 +749,7 @@ class Hub:
         if tabs > 1:
             self.names[room, name.casefold()] = (holder, tabs - 1)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 49 (id c61d)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 51 (id c61d)
     async def _history(self, client: Client, channel: Channel, before: int | None = None) -> str:
         # The latest messages (before ``before``) that fit in one page of bytes, oldest first.
         messages = await self.store.history(channel.id, limit=HISTORY_TURNS)
@@ -710,7 +771,7 @@ class Hub:
         more = len(page) < len(messages)
         return protocol.history(channel.id, page, channel.room, more=more, before=before)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 70 (id c62)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 73 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
         # A frame broadcast by another process: to this process's audience, if it has one.
         if (channel := self.channels.get(conversation)) is not None:
@@ -723,7 +784,7 @@ class Hub:
         return channel is not None and channel.stop()
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 50 (id c61p)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 52 (id c61p)
 def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     """Drop ``connection`` as soon as more than ``limit`` bytes wait to be sent on it.
 
@@ -747,7 +808,7 @@ def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 68 (id c46)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 71 (id c46)
 class Fanout:
     """Where a channel's frames go besides its audience in this process: nowhere, by default.
 
@@ -773,7 +834,7 @@ class Fanout:
     def publish(self, conversation: str, text: str) -> None:
         """Send a frame to the other processes' audiences of ``conversation``; never waits."""
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 69 (id c47)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 72 (id c47)
     async def members(self, conversation: str, here: int) -> int:
         """Return a room's head count, given its count in this process (``here``)."""
         return here
