@@ -11,6 +11,8 @@ tests: the tests (tests/test_protocol_abuse.py) measure work without a clock.
                                             # never reads
     python benchmarks/attacks.py resumes    # server memory: 8 clients that never read ask 25
                                             # times each for a 1.6 MB history
+    python benchmarks/attacks.py sessions   # session rows after 2,000 handshakes that never
+                                            # send anything
     python benchmarks/attacks.py            # all of them
 
 Figures from a 2-core machine are in docs/security.md ("The protocol and the hub").
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -65,6 +68,18 @@ def old_depth(frame: str) -> int:
 def undo_nesting_fix() -> None:
     """Put the old nesting check back (the ``before`` server)."""
     protocol._nesting_ok = lambda frame: old_depth(frame) <= protocol.MAX_DEPTH
+
+
+def undo_session_fix() -> None:
+    """Store every session at its handshake again, used or not (the ``before`` server)."""
+    from chatbot.server.hub import Hub
+
+    welcome = Hub._welcome
+
+    async def write_at_once(self: Hub, client: Any) -> bool:
+        return await welcome(self, client) and (await self._keep(client) is None)
+
+    Hub._welcome = write_at_once  # type: ignore[method-assign]
 
 
 def limits(before: bool) -> Limits:
@@ -119,15 +134,17 @@ sys.path.insert(0, {here!r})
 import attacks
 if {before!r}:
     attacks.undo_nesting_fix()
+    attacks.undo_session_fix()
 from chatbot import serve
 from chatbot.storage.sqlite import Store
 
 async def main():
-    store = await Store.open(os.path.join(tempfile.mkdtemp(), "chat.sqlite3"))
+    path = os.path.join(tempfile.mkdtemp(), "chat.sqlite3")
+    store = await Store.open(path)
     for _ in range({history!r}):
         await store.append("room:lobby", "user", "Ada", "é" * 4000)
     async with serve(port=0, store=store, limits=attacks.limits({before!r})) as server:
-        print(server.port, os.getpid(), flush=True)
+        print(server.port, os.getpid(), path, flush=True)
         await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -148,8 +165,9 @@ async def server_process(before: bool, history: int = 0) -> AsyncIterator[str]:
     )
     try:
         assert process.stdout is not None
-        port, pid = (await asyncio.to_thread(process.stdout.readline)).split()
+        port, pid, path = (await asyncio.to_thread(process.stdout.readline)).split()
         SERVER_PIDS[f"ws://127.0.0.1:{int(port)}/"] = int(pid)
+        SERVER_DBS[f"ws://127.0.0.1:{int(port)}/"] = path
         yield f"ws://127.0.0.1:{int(port)}/"
     finally:
         process.terminate()
@@ -209,6 +227,7 @@ def bench_brackets() -> None:
 
 
 SERVER_PIDS: dict[str, int] = {}
+SERVER_DBS: dict[str, str] = {}  # url -> the server's SQLite file
 
 
 def memory(url: str) -> tuple[float, float]:
@@ -293,11 +312,30 @@ def bench_memory(name: str, flood: Callable[[bool], Any]) -> None:
         print(f"{'before' if before else 'after':8} {now:8.1f} {peak:8.1f}   {what}")
 
 
+async def silent_handshakes(before: bool, count: int = 2_000) -> int:
+    """Session rows in the server's SQLite file after ``count`` handshakes that say nothing."""
+    from websockets.asyncio.client import connect
+
+    async with server_process(before) as url:
+        for _ in range(count):
+            async with connect(url, subprotocols=[protocol.PROTOCOL]) as ws:  # type: ignore[list-item]
+                await ws.recv()  # welcome
+        with contextlib.closing(sqlite3.connect(SERVER_DBS[url])) as db:
+            return int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+
+def bench_sessions() -> None:
+    print("session rows after 2,000 handshakes that never send a message")
+    for before in (True, False):
+        print(f"{'before' if before else 'after':8} {asyncio.run(silent_handshakes(before)):>6}")
+
+
 BENCHES: dict[str, Callable[[], Any]] = {
     "parse": bench_parse,
     "brackets": bench_brackets,
     "pings": lambda: bench_memory("ping", ping_flood),
     "resumes": lambda: bench_memory("resume", resume_flood),
+    "sessions": bench_sessions,
 }
 
 

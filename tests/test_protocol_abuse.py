@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -379,3 +380,38 @@ async def test_a_client_that_sends_pings_and_never_reads_is_dropped(
         finally:
             stuck.transport.abort()
     assert any("unsent" in message for message in caplog.messages), caplog.messages
+
+
+def session_rows(path: Path) -> int:
+    """How many sessions the SQLite file at ``path`` holds, read by a connection of our own."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return int(connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+
+async def test_handshakes_that_never_use_their_session_write_nothing(tmp_path: Path) -> None:
+    # Defect 8: every handshake wrote a session row, used or not (4,640 rows in 5 s from one
+    # client; every page reload left one behind). A session is now written when first used.
+    path = tmp_path / "chat.sqlite3"
+    async with await Store.open(path) as store, serve(port=0, store=store) as server:
+        for _ in range(200):
+            async with json_client(server.url) as silent:
+                assert len(silent.session) == 22
+        assert session_rows(path) == 0
+
+        async with json_client(server.url) as ada:
+            await ada.say("hello", id="m1")
+            assert session_rows(path) == 1
+            used = ada.session
+        async with json_client(server.url) as again:  # a used session resumes
+            await again.send({"type": "resume", "session": used, "id": "r1"})
+            history = await again.expect("history")
+            assert [m["text"] for m in history["messages"]][:1] == ["hello"]
+        async with json_client(server.url) as joiner:  # a join is a use too
+            await joiner.send({"type": "join", "room": "lobby"})
+            await joiner.expect("history")
+            await joiner.expect("presence", event="join")
+            assert session_rows(path) == 2
+        async with json_client(server.url) as reload:  # an unused one was never kept
+            await reload.send({"type": "resume", "session": silent.session, "id": "r2"})
+            await reload.expect_error("unknown_session", id="r2")
+        assert session_rows(path) == 2

@@ -33,7 +33,7 @@ from chatbot.events import EventLog
 from chatbot.server import protocol
 from chatbot.server.limits import Limits, TokenBucket
 from chatbot.server.protocol import Join, Leave, ProtocolError, Resume, Say, Stop, Typing
-from chatbot.storage.base import Storage, StoredMessage, StoreError
+from chatbot.storage.base import Storage, StoredMessage, StoreError, new_session_id
 
 __all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox"]
 
@@ -121,7 +121,7 @@ class Outbox:
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(queue))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 69 (id c90)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 70 (id c90)
     async def _send_all(self, queue: collections.deque[str]) -> None:
         try:
             while queue:
@@ -147,7 +147,7 @@ class Outbox:
         except TimeoutError:
             self.connection.transport.abort()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 70 (id c92)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 71 (id c92)
     async def flush(self) -> None:
         """Wait until everything queued was handed to the connection (at most 5 s)."""
         if self._sender is not None:
@@ -184,6 +184,7 @@ class Client:
     name: str = ""
     private: Channel | None = None
     room: Channel | None = None
+    saved: bool = False  # is the session in the store yet? (from its first use on)
 
     def send(self, text: str) -> None:
         self.outbox.put(text)
@@ -361,7 +362,7 @@ class Channel:
             client.send(protocol.error(code, text))
         return text
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 49 (id c61a)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 50 (id c61a)
     def announce(
         self, author: Client, frame: Callable[[bool], str], *, skip: Client | None = None
     ) -> None:
@@ -384,7 +385,7 @@ class Channel:
         if len(self.authors) > HISTORY_TURNS:
             del self.authors[next(iter(self.authors))]  # the oldest: history shows no more
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 74 (id c44r)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 75 (id c44r)
     async def _reload(self, seq: int) -> None:
         # Other processes added turns to this conversation (notebook 08): the brain must see
         # them too, up to the message being answered.
@@ -448,22 +449,29 @@ class Hub:
             await client.outbox.close()
 
     async def _welcome(self, client: Client) -> bool:
-        # A new session and its private channel; without a store, a typed error and 1013.
+        # A new session and its private channel, written to the store only when first used
+        # (see _keep): a handshake alone writes nothing. A fan-out that fails: error, 1013.
         try:
-            name = await self.fanout.guest_name(client.number)
-            record = await self.store.create_session(name)
-            client.private = await self._attach(client, record.id, None, record.state)
+            client.name = await self.fanout.guest_name(client.number)
+            client.session = new_session_id()
+            client.private = await self._attach(client, client.session, None, {}, new=True)
         except StoreError as exc:
             self._store_failed(client, exc, "No session could be started", "Connect again soon.")
             await client.outbox.flush()
             await client.connection.close(1013, "storage unavailable: try again later")
             return False
-        client.session, client.name = record.id, record.name
-        welcome = protocol.welcome(record.id, record.name, self.brain.name, self.limits.public())
-        client.send(welcome)
+        limits = self.limits.public()
+        client.send(protocol.welcome(client.session, client.name, self.brain.name, limits))
         return True
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id c52)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id d6d64ad7)
+    async def _keep(self, client: Client) -> None:
+        # The session's first use (a message, a join): the store keeps it from now on.
+        if not client.saved:
+            await self.store.create_session(client.name, session_id=client.session)
+            client.saved = True
+
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 41 (id c52)
     async def _serve(self, client: Client) -> None:
         connection, limits = client.connection, self.limits
         loop = asyncio.get_running_loop()
@@ -485,7 +493,7 @@ class Hub:
         except ConnectionClosed as closed:
             self.log.record("close", client.number, str(closed.rcvd or "1006 (abnormal closure)"))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 41 (id c53)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id c53)
     async def _receive(self, client: Client, frame: str | bytes) -> None:
         limits = self.limits
         if not client.bucket.take():
@@ -510,7 +518,7 @@ class Hub:
         self.log.record("error", client.number, code)
         client.send(protocol.error(code, message, id))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id c54)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id c54)
     async def _dispatch(self, client: Client, request: protocol.ClientMessage) -> None:
         match request:
             case Say():
@@ -538,7 +546,7 @@ class Hub:
                         protocol.typing(client.room.room or "", client.name), skip=client
                     )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id b278330e)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id b278330e)
     def _store_failed(
         self, client: Client, exc: StoreError, what: str, todo: str, id: str | None = None
     ) -> None:
@@ -564,7 +572,7 @@ class Hub:
             return
         client.send(page)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id c56)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 45 (id c56)
     async def _say(self, client: Client, request: Say) -> None:
         channel = client.channel
         if channel.full():
@@ -580,6 +588,7 @@ class Hub:
         # Reserve the slot now: in a room, other members' messages are checked while we await.
         channel.reserved += 1
         try:
+            await self._keep(client)
             stored = await self.store.append(channel.id, "user", client.name, request.text)
         except StoreError as exc:
             # Not stored, so not acknowledged: the client may send it again.
@@ -600,7 +609,7 @@ class Hub:
             )
         channel.submit(client, request.text, stored)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 45 (id c58)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id c58)
     async def _resume(self, client: Client, request: Resume) -> None:
         what, todo = "The session was not resumed", "Resume it again in a moment."
         try:
@@ -631,11 +640,12 @@ class Hub:
         if old is not None and old is not private:
             await self._detach(client, old)
         client.session, client.name, client.private = record.id, record.name, private
+        client.saved = True
         client.send(page)
         if record.room is not None:
             await self._join(client, record.room, None)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id c59)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 47 (id c59)
     async def _join(
         self, client: Client, room: str, name: str | None, id: str | None = None
     ) -> None:
@@ -649,6 +659,7 @@ class Hub:
         self._claim(room, chosen, client.session)  # before any await: nobody can take it now
         what = f"You did not join {room!r}"
         try:  # the write first: if the store fails, the client stays where it was
+            await self._keep(client)
             await self.store.save_session(client.session, room=room, name=chosen)
         except StoreError as exc:
             self._release(room, chosen)
@@ -673,7 +684,7 @@ class Hub:
             client, lambda mine: protocol.presence(room, "join", chosen, members, mine)
         )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 47 (id 4a80fc7c)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 48 (id 4a80fc7c)
     async def _leave(self, client: Client) -> None:
         channel, name = client.room, client.name
         assert channel is not None and channel.room is not None
@@ -684,9 +695,9 @@ class Hub:
         channel.announce(client, lambda mine: protocol.presence(room, "leave", name, members, mine))
         await self._detach(client, channel)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 48 (id c61)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 49 (id c61)
     async def _attach(
-        self, client: Client, id: str, room: str | None, state: dict[str, Any]
+        self, client: Client, id: str, room: str | None, state: dict[str, Any], new: bool = False
     ) -> Channel:
         # One Channel per conversation, however many clients share it (a room, or one session
         # open in two tabs). The lock keeps two clients from creating the same one at once.
@@ -697,7 +708,7 @@ class Hub:
                 # in the history, or arrives through the fan-out (or both: seq tells).
                 await self.fanout.subscribe(id)
                 try:
-                    stored = await self.store.history(id, limit=HISTORY_TURNS)
+                    stored = [] if new else await self.store.history(id, limit=HISTORY_TURNS)
                 except BaseException:
                     await self.fanout.unsubscribe(id)  # no channel: nobody listens here
                     raise
@@ -717,7 +728,7 @@ class Hub:
         # Nobody is listening any more: the reply in flight is cancelled and stored as partial.
         await channel.close()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 50 (id c61b)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 51 (id c61b)
     def _free_name(self, client: Client, room: str, name: str | None, id: str | None) -> str | None:
         # The name ``client`` gets in ``room``: the one it asks for (or an error), else its
         # current one; None (then a guest's name) if its current one is not allowed or taken.
@@ -749,7 +760,7 @@ class Hub:
         if tabs > 1:
             self.names[room, name.casefold()] = (holder, tabs - 1)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 51 (id c61d)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 52 (id c61d)
     async def _history(self, client: Client, channel: Channel, before: int | None = None) -> str:
         # The latest messages (before ``before``) that fit in one page of bytes, oldest first.
         messages = await self.store.history(channel.id, limit=HISTORY_TURNS)
@@ -771,7 +782,7 @@ class Hub:
         more = len(page) < len(messages)
         return protocol.history(channel.id, page, channel.room, more=more, before=before)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 73 (id c62)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 74 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
         # A frame broadcast by another process: to this process's audience, if it has one.
         if (channel := self.channels.get(conversation)) is not None:
@@ -784,7 +795,7 @@ class Hub:
         return channel is not None and channel.stop()
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 52 (id c61p)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 53 (id c61p)
 def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     """Drop ``connection`` as soon as more than ``limit`` bytes wait to be sent on it.
 
@@ -808,7 +819,7 @@ def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 71 (id c46)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 72 (id c46)
 class Fanout:
     """Where a channel's frames go besides its audience in this process: nowhere, by default.
 
@@ -834,7 +845,7 @@ class Fanout:
     def publish(self, conversation: str, text: str) -> None:
         """Send a frame to the other processes' audiences of ``conversation``; never waits."""
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 72 (id c47)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 73 (id c47)
     async def members(self, conversation: str, here: int) -> int:
         """Return a room's head count, given its count in this process (``here``)."""
         return here

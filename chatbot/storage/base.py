@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -31,6 +32,7 @@ __all__ = [
     "StoredMessage",
     "Unset",
     "check_ttl",
+    "new_session_id",
     "to_json",
 ]
 
@@ -73,7 +75,7 @@ class SessionRecord:
     """A session as the store keeps it: who, in which room, and the brains' memory.
 
     Attributes:
-        id: unguessable (``secrets.token_urlsafe(16)``): knowing it is what lets a client resume.
+        id: unguessable (:func:`new_session_id`): knowing it is what lets a client resume.
         name: the display name.
         room: the room the session was in, if any.
         state: ``Conversation.state``, the brains' memory, as it was last saved.
@@ -85,6 +87,11 @@ class SessionRecord:
     room: str | None
     state: dict[str, Any]
     created: float
+
+
+def new_session_id() -> str:
+    """A new session id: 22 characters, 128 random bits, so nobody can guess another's."""
+    return secrets.token_urlsafe(16)
 
 
 # %% notebooks/04_many-clients.ipynb, code cell 7 (id c12)
@@ -108,7 +115,9 @@ class Storage(Protocol):
     and raises :class:`StoreError` when it cannot: a store that reads but cannot write is down.
     """
 
-    async def create_session(self, name: str) -> SessionRecord: ...
+    async def create_session(
+        self, name: str, *, session_id: str | None = None
+    ) -> SessionRecord: ...
 
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
 

@@ -37,6 +37,7 @@ from chatbot.storage.base import (
     StoreError,
     Unset,
     check_ttl,
+    new_session_id,
     to_json,
 )
 
@@ -287,9 +288,9 @@ class RedisStore:
         # What expires together: the session's hash (a room has none), its seq, its messages.
         return [self._key(kind, conversation) for kind in ("session", "seq", "messages")]
 
-    async def create_session(self, name: str) -> SessionRecord:
-        """Create a session with a new unguessable id, no room and an empty state."""
-        record = SessionRecord(secrets.token_urlsafe(16), name, None, {}, time.time())
+    async def create_session(self, name: str, *, session_id: str | None = None) -> SessionRecord:
+        """Create a session (``session_id``, or a new unguessable id), no room, empty state."""
+        record = SessionRecord(session_id or new_session_id(), name, None, {}, time.time())
         fields = ["name", name, "state", "{}", "created", repr(record.created)]
         key = self._key("session", record.id)
         return await self._submit(
@@ -547,7 +548,12 @@ class RedisFanout(Fanout):
         confirmed = asyncio.get_running_loop().create_future()
         async with self._lock:
             self._confirmations[channel] = confirmed
-            await self._pubsub.subscribe(channel)
+            try:
+                await self._pubsub.subscribe(channel)
+            except (RedisError, OSError) as exc:  # Redis is away: the hub's typed error
+                del self._confirmations[channel]
+                where = display_url(self._url)
+                raise StoreError(f"Redis at {where} is unreachable ({exc})") from None
         try:
             async with asyncio.timeout(TIMEOUT):
                 await confirmed
@@ -597,13 +603,20 @@ class RedisFanout(Fanout):
 
     # %% notebooks/08_scale-out.ipynb, code cell 36 (id 4b0154d0)
     async def _read_all(self) -> None:
+        lost = False  # one WARNING per outage, not one a second: Redis away is not a bug here
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
-                logger.error("lost Redis pub/sub at %s (%s); retrying", display_url(self._url), exc)
+                if not lost:
+                    where = display_url(self._url)
+                    logger.warning("lost Redis pub/sub at %s (%s); retrying", where, exc)
+                lost = True
                 await asyncio.sleep(1.0)  # not a busy loop while Redis is away
                 continue
+            if lost:
+                logger.warning("Redis pub/sub at %s is back", display_url(self._url))
+                lost = False
             if message is None:
                 continue
             kind, channel, data = message["type"], message["channel"], message["data"]

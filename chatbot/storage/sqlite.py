@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import queue
-import secrets
 import sqlite3
 import threading
 import time
@@ -37,6 +36,7 @@ from chatbot.storage.base import (
     StoreError,
     Unset,
     check_ttl,
+    new_session_id,
     to_json,
 )
 
@@ -222,15 +222,18 @@ class Store:
         await self._submit(lambda connection: _beat(connection, now), write=True)
 
     # %% notebooks/04_many-clients.ipynb, code cell 18 (id c27)
-    async def create_session(self, name: str) -> SessionRecord:
-        """Create a session with a new unguessable id, no room and an empty state.
+    async def create_session(self, name: str, *, session_id: str | None = None) -> SessionRecord:
+        """Create a session, no room and an empty state, with a new unguessable id.
+
+        The server picks the id itself when a connection opens (``session_id``) and writes the
+        session only when it is first used, so a handshake alone writes nothing.
 
         Raises:
             StoreError: the store is closed, or the write failed.
         """
         now = self._writer.clock()
         return await self._submit(
-            lambda connection: _insert_session(connection, name, now), write=True
+            lambda connection: _insert_session(connection, name, now, session_id), write=True
         )
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
@@ -758,8 +761,10 @@ def _touch(connection: sqlite3.Connection, conversation: str, now: float) -> Non
     )
 
 
-def _insert_session(connection: sqlite3.Connection, name: str, now: float) -> SessionRecord:
-    record = SessionRecord(secrets.token_urlsafe(16), name, None, {}, now)
+def _insert_session(
+    connection: sqlite3.Connection, name: str, now: float, session_id: str | None
+) -> SessionRecord:
+    record = SessionRecord(session_id or new_session_id(), name, None, {}, now)
     connection.execute("INSERT INTO sessions VALUES (?, ?, NULL, '{}', ?)", (record.id, name, now))
     _touch(connection, record.id, now)
     return record
