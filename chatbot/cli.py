@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import errno
 import importlib.metadata
+import ipaddress
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from typing import Any
 from chatbot.brains.base import BRAINS, Brain, load_brain, shutdown_process_pool
 from chatbot.defaults import DEFAULT_BRAIN, DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT
 from chatbot.errors import ChatbotError, PortInUseError
+from chatbot.server import web
 from chatbot.server.app import Chatbot, serve
 from chatbot.server.hub import Fanout
 from chatbot.server.limits import Limits
@@ -113,6 +115,22 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a name browsers may use for this server besides its addresses, localhost and "
         "--host, e.g. chat.example.org behind a proxy (repeatable; * allows any; others: 403)",
+    )
+    parser.add_argument(
+        "--max-connections-per-address",
+        metavar="N",
+        type=int,
+        default=Limits.max_connections_per_address,
+        help="connections from one client address; more get HTTP 429; loopback is not "
+        "limited (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        action="append",
+        default=[],
+        help="a proxy (address or network, e.g. 127.0.0.1 for a JupyterHub on this machine) "
+        "whose X-Forwarded-For names the client (repeatable; default: none)",
     )
 
 
@@ -290,13 +308,24 @@ def make_brain(args: argparse.Namespace) -> Brain:
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
-    """The limits the options ask for."""
+    """The limits the options ask for; ValueError, in a sentence, for one the server refuses."""
+    web.page_policy(tuple(args.allow_origin))  # not an origin: ValueError
+    for proxy in args.trusted_proxy:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"--trusted-proxy {proxy!r} is not an address or a network like 127.0.0.1 or "
+                "10.0.0.0/8"
+            ) from None
     return Limits(
         max_connections=args.max_connections,
         messages_per_second=args.rate,
         burst=args.burst,
         allowed_origins=tuple(args.allow_origin),
         allowed_hosts=tuple(args.allow_host),
+        max_connections_per_address=args.max_connections_per_address,
+        trusted_proxies=tuple(args.trusted_proxy),
     )
 
 
@@ -320,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         return checkup_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        limits_from(args)
         brain = make_brain(args)
-    except ChatbotError as exc:
+    except (ChatbotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -154,6 +154,45 @@ async def test_limits_from_the_command_line() -> None:
     assert replies[2].startswith("Slow down: at most 1 messages per second.")
 
 
+async def test_connections_per_address_behind_a_trusted_proxy() -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    args = ("--brain", "echo", "--max-connections-per-address", "1", "--trusted-proxy", "127.0.0.1")
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}  # a header value: the test stays on loopback
+    async with (
+        chatbot_process(*args) as server,
+        connect(server.url, additional_headers=forwarded, proxy=None) as ws,
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(server.url, additional_headers=forwarded, proxy=None)
+        assert refused.value.response.status_code == 429
+        async with connect(server.url, proxy=None) as mine:  # this machine: not limited
+            assert await chat(mine, "hi") == "hi"
+        assert await chat(ws, "still here") == "still here"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["--trusted-proxy", "nonsense"],
+            "error: --trusted-proxy 'nonsense' is not an address or a network like 127.0.0.1 "
+            "or 10.0.0.0/8\n",
+        ),
+        (
+            ["--allow-origin", "nonsense;"],
+            "error: --allow-origin 'nonsense;' is not an origin like https://hub.example\n",
+        ),
+    ],
+)
+def test_a_bad_proxy_or_origin_is_refused_in_a_sentence(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*option, "--port", "0"]) == 2
+    assert capsys.readouterr().err == message
+
+
 async def stop_and_read_log(server: ServerProcess) -> str:
     server.process.send_signal(signal.SIGTERM)
     assert server.process.stderr is not None

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from chatbot.brains.base import (
     Brain,
@@ -28,7 +30,7 @@ from chatbot.events import EventLog
 from chatbot.server import web
 from chatbot.server.base import TEXT_ONLY, ChatServer, Starting, TextSession, echo
 from chatbot.server.hub import Fanout, Hub, bound_write_buffer
-from chatbot.server.limits import Limits, TokenBucket, origin_allowed
+from chatbot.server.limits import Limits, TokenBucket, client_address, is_local, origin_allowed
 from chatbot.server.protocol import PROTOCOL
 from chatbot.storage.base import Storage
 from chatbot.storage.sqlite import Store
@@ -75,6 +77,10 @@ class Chatbot(ChatServer):
         self._store = store
         self._owns_store = store is None
         self._names: tuple[str, ...] = ()  # the names it answers to (start() adds its own)
+        self._proxies = limits.proxies()  # a bad --trusted-proxy fails here
+        self._addresses: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary()  # each admitted connection's client address
+        )
 
     # %% notebooks/06_browser-page.ipynb, code cell 18 (id d68eb356)
     async def start(
@@ -124,6 +130,8 @@ class Chatbot(ChatServer):
                 f"Origin {origin} is not allowed; start the server with --allow-origin {origin} "
                 "to allow it.\n",
             )
+        if (refused := self._share(connection, request)) is not None:
+            return refused
         if self.connections >= self.limits.max_connections:
             self.log.record("error", 0, "refused: server full")
             return connection.respond(
@@ -133,7 +141,25 @@ class Chatbot(ChatServer):
             )
         return None  # go on with the WebSocket handshake
 
-    # %% notebooks/06_browser-page.ipynb, code cell 20 (id e1ac7b5c)
+    # %% notebooks/06_browser-page.ipynb, code cell 20 (id 99b1a675)
+    def _share(self, connection: ServerConnection, request: Request) -> Response | None:
+        peer = connection.remote_address[0] if connection.remote_address else ""
+        address = client_address(peer, request.headers.get("X-Forwarded-For"), self._proxies)
+        if not is_local(address):
+            limit = self.limits.max_connections_per_address
+            held = self.websockets_server.all_connections  # its handshakes in progress too
+            mine = (c for c in held if c.state is not State.CLOSED)
+            if sum(self._addresses.get(c) == address for c in mine) >= limit:
+                self.log.record("error", 0, f"refused: {limit} connections from {address}")
+                return connection.respond(
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    f"Too many connections from your address ({limit}): close some, then try "
+                    "again.\n",
+                )
+        self._addresses[connection] = address
+        return None
+
+    # %% notebooks/06_browser-page.ipynb, code cell 21 (id e1ac7b5c)
     def _screen(self, connection: ServerConnection, request: Request) -> Response | None:
         if (refused := web.repeated_header(connection, request)) is not None:
             self.log.record("error", 0, "bad request: a header sent twice")
@@ -147,7 +173,7 @@ class Chatbot(ChatServer):
     def _page(self, connection: ServerConnection, request: Request) -> Response | None:
         return web.http_response(connection, request, self.limits.allowed_origins)
 
-    # %% notebooks/06_browser-page.ipynb, code cell 21 (id d74c6004)
+    # %% notebooks/06_browser-page.ipynb, code cell 22 (id d74c6004)
     async def chat_in_text(self, connection: ServerConnection, client: int) -> None:
         """Notebook 02's plain-text mode, with the hub's bound on unsent bytes."""
         # A client that sends pings and never reads the pongs would make websockets queue them
@@ -155,7 +181,7 @@ class Chatbot(ChatServer):
         bound_write_buffer(connection, self.limits.write_buffer_bytes)
         await super().chat_in_text(connection, client)
 
-    # %% notebooks/06_browser-page.ipynb, code cell 22 (id 610e3bd1)
+    # %% notebooks/06_browser-page.ipynb, code cell 23 (id 610e3bd1)
     def text_session(self, client: int) -> TextSession:
         """Answer one plain-text connection: its own conversation, within the limits."""
         conversation = Conversation()
@@ -185,7 +211,7 @@ class Chatbot(ChatServer):
             )
         return None
 
-    # %% notebooks/06_browser-page.ipynb, code cell 23 (id 08b264a8)
+    # %% notebooks/06_browser-page.ipynb, code cell 24 (id 08b264a8)
     async def _reply(self, client: int, message: str, conversation: Conversation) -> str:
         try:
             reply = await reply_text(self.brain, message, conversation)
@@ -201,7 +227,7 @@ class Chatbot(ChatServer):
         return reply
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 24 (id 4f7b673e)
+# %% notebooks/06_browser-page.ipynb, code cell 25 (id 4f7b673e)
 def serve(
     brain: BrainLike = echo,
     host: str = DEFAULT_HOST,

@@ -11,13 +11,18 @@ holds a connection forever, a web page on another site that opens sockets in a v
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Limits", "TokenBucket", "origin_allowed"]
+__all__ = ["Limits", "TokenBucket", "client_address", "is_local", "origin_allowed"]
+
+# What only the server needs to know: never sent to clients in ``welcome``.
+SERVER_ONLY = frozenset({"allowed_origins", "allowed_hosts", "trusted_proxies"})
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 22 (id 0aa2a45f)
@@ -45,6 +50,9 @@ class Limits:
         pending_messages: user messages waiting for the bot in one conversation; more: ``busy``.
         allowed_origins: more web origins to allow (a JupyterHub's); ``"*"`` allows them all.
         allowed_hosts: more names for the ``Host`` header (``chat.example.org``); ``"*"``: any.
+        max_connections_per_address: the most connections from one client address (loopback
+            is not limited); the next one gets HTTP 429.
+        trusted_proxies: proxies (addresses, networks) whose ``X-Forwarded-For`` is believed.
     """
 
     max_message_chars: int = 4000
@@ -62,11 +70,17 @@ class Limits:
     pending_messages: int = 8
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    max_connections_per_address: int = 200  # a room of 40 behind one NAT, a few tabs each
+    trusted_proxies: tuple[str, ...] = ()
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 23 (id 74681b6a)
     def public(self) -> dict[str, Any]:
         """The limits a client should know, as sent in the ``welcome`` message."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("allowed_")}
+        return {k: v for k, v in asdict(self).items() if k not in SERVER_ONLY}
+
+    def proxies(self) -> tuple[IPNetwork, ...]:
+        """``trusted_proxies`` parsed (``"127.0.0.1"``, ``"10.0.0.0/8"``); ValueError if bad."""
+        return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in self.trusted_proxies)
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 24 (id c25)
@@ -136,3 +150,36 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str] 
     if parts.hostname in LOOPBACK:
         return True
     return host is not None and parts.netloc.lower() == host.lower()
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 26 (id bc5a7fa8)
+def client_address(peer: str, forwarded: str | None, proxies: Iterable[IPNetwork] = ()) -> str:
+    """The address of the client behind a connection from ``peer``, with ``X-Forwarded-For``."""
+    proxies = tuple(proxies)
+    if forwarded is None or not _trusted(peer, proxies):
+        return peer
+    address = peer
+    for hop in reversed(forwarded.split(",")):
+        try:
+            address = str(ipaddress.ip_address(hop.strip()))
+        except ValueError:  # not an address: what follows it is not to be believed
+            return address
+        if not _trusted(address, proxies):
+            return address
+    return address
+
+
+def _trusted(address: str, proxies: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def is_local(address: str) -> bool:
+    """Whether ``address`` is this machine (loopback; or not an IP address: a Unix socket)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return True
