@@ -30,7 +30,7 @@ from chatbot.server import web
 from chatbot.server.app import Chatbot, serve
 from chatbot.server.hub import Fanout
 from chatbot.server.limits import Limits
-from chatbot.storage.base import Storage
+from chatbot.storage.base import SESSION_TTL, Storage, check_ttl
 from chatbot.storage.sqlite import Store
 
 __all__ = ["build_parser", "checkup_main", "loop_factory", "main", "run"]
@@ -74,6 +74,22 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         "URL, e.g. redis://127.0.0.1:6379/0 (then --db is not used; default: $CHATBOT_REDIS, "
         "where a password stays out of the process list; see docs/deploy.md)",
     )
+    parser.add_argument(
+        "--session-ttl",
+        metavar="SECONDS",
+        type=seconds,
+        default=SESSION_TTL,
+        help="delete a session, with its history, once unused for this long; a room, once "
+        "nobody wrote there for this long (default: %(default).0f, 30 days)",
+    )
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds, for argparse: ``--session-ttl 0`` is an error, said so."""
+    try:
+        return check_ttl(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
 
 
 # %% notebooks/09_launch.ipynb, code cell 23 (id 142ec94d)
@@ -181,20 +197,22 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def open_storage(db: str, redis: str | None) -> tuple[Storage, Fanout | None]:
+async def open_storage(
+    db: str, redis: str | None, session_ttl: float = SESSION_TTL
+) -> tuple[Storage, Fanout | None]:
     """Open where the sessions live: the SQLite file ``db``, or Redis if ``redis`` names one.
 
     With Redis, rooms are shared with every server using it (notebook 08), through the fan-out.
     """
     if redis is None:
-        return await Store.open(db), None
+        return await Store.open(db, session_ttl=session_ttl), None
     try:  # imported here and only here: --redis is the one option that needs the redis package
         from chatbot.storage.redis import open_redis
     except ImportError as exc:
         raise ChatbotError(
             f"--redis needs the redis package ({exc}): pip install 'chatbot[redis]'"
         ) from exc
-    return await open_redis(redis)
+    return await open_redis(redis, session_ttl=session_ttl)
 
 
 async def listen(brain: Brain, host: str, port: int, **options: Any) -> Chatbot:
@@ -219,10 +237,11 @@ async def run(
     db: str = ":memory:",
     limits: Limits | None = None,
     redis: str | None = None,
+    session_ttl: float = SESSION_TTL,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
     stop = stop_on_signals()
-    store, fanout = await open_storage(db, redis)
+    store, fanout = await open_storage(db, redis, session_ttl)
     try:
         server = await listen(brain, host, port, store=store, limits=limits, fanout=fanout)
         try:
@@ -338,7 +357,8 @@ def serve_until_stopped(args: argparse.Namespace, brain: Brain) -> None:
     logger.info("event loop: %s", name)
     with asyncio.Runner(loop_factory=factory) as runner:
         limits = limits_from(args)
-        runner.run(run(args.host, args.port, brain, db=args.db, limits=limits, redis=args.redis))
+        options = {"db": args.db, "limits": limits, "redis": args.redis}
+        runner.run(run(args.host, args.port, brain, session_ttl=args.session_ttl, **options))
 
 
 # %% notebooks/09_launch.ipynb, code cell 32 (id 9488a04f)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import signal
 import socket
+import sqlite3
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,7 @@ from tests.helpers import (
     run_chatbot,
     without_modules,
 )
+from tests.jsonclient import json_client
 
 
 def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -238,3 +242,39 @@ async def test_loop_uvloop_without_uvloop_is_a_clear_error() -> None:
         "error: --loop uvloop: uvloop is not installed; `pip install uvloop` (not on Windows), "
         "or use --loop asyncio\n"
     )
+
+
+def test_a_session_ttl_that_is_not_positive_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--session-ttl", "0"])
+    assert exited.value.code == 2
+    assert (
+        "argument --session-ttl: '0' is not a positive number of seconds" in capsys.readouterr().err
+    )
+
+
+async def test_session_ttl_from_the_command_line_expires_idle_sessions(tmp_path: Path) -> None:
+    # A session used once, then (the clock moved by hand, in the file) idle for two hours: a
+    # server started with --session-ttl 3600 deletes it when it opens the file; the default
+    # (30 days) keeps it. No waiting: the store expires idle sessions as it opens.
+    db = str(tmp_path / "chat.sqlite3")
+    async with chatbot_process("--brain", "echo", "--db", db) as server:
+        async with json_client(server.url) as ada:
+            await ada.say("hello", id="m1")
+            session = ada.session
+
+    def two_hours_idle() -> None:
+        with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+            connection.execute("UPDATE conversations SET used = used - 7200")
+
+    async def resumed(*options: str) -> str:
+        async with chatbot_process("--brain", "echo", "--db", db, *options) as server:
+            async with json_client(server.url) as ws:
+                await ws.send({"type": "resume", "session": session, "id": "r"})
+                answer = await ws.recv()
+                return str(answer["type"] if answer["type"] != "error" else answer["code"])
+
+    two_hours_idle()
+    assert await resumed() == "history"  # 2 hours idle: well within 30 days (a resume is a use)
+    two_hours_idle()
+    assert await resumed("--session-ttl", "3600") == "unknown_session"

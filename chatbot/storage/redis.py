@@ -770,7 +770,9 @@ return total
 
 
 # %% notebooks/08_scale-out.ipynb, code cell 41 (id c17)
-async def open_redis(url: str, *, prefix: str = DEFAULT_PREFIX) -> tuple[RedisStore, RedisFanout]:
+async def open_redis(
+    url: str, *, prefix: str = DEFAULT_PREFIX, session_ttl: float = SESSION_TTL
+) -> tuple[RedisStore, RedisFanout]:
     """Open the store and the fan-out of one server process on the Redis at ``url``.
 
     Raises:
@@ -783,7 +785,7 @@ async def open_redis(url: str, *, prefix: str = DEFAULT_PREFIX) -> tuple[RedisSt
             ...
         await fanout.close()
     """
-    store = await RedisStore.open(url, prefix=prefix)
+    store = await RedisStore.open(url, prefix=prefix, session_ttl=session_ttl)
     try:
         fanout = await RedisFanout.open(url, prefix=prefix)
     except BaseException:
