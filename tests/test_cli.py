@@ -130,7 +130,7 @@ async def test_default_brain_is_the_assistant_and_answers_offline() -> None:
         assert server.first_line.startswith("Chatbot (assistant) serving on ")
         async with client(server.url) as ws:
             assert (await chat(ws, "hello")).startswith("Hello! I'm the workshop's chatbot.")
-            assert "IS IT BECAUSE YOU ARE" in await chat(ws, "I am tired of waiting")
+            assert "Is it because you are" in await chat(ws, "I am tired of waiting")
 
 
 def test_console_script_is_installed_next_to_python() -> None:

@@ -1,0 +1,197 @@
+"""The default brain, ``assistant``: rules, the FAQ with follow-ups, "not sure", then ELIZA."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatbot.brains.assistant import (
+    NOT_SURE,
+    AssistantBrain,
+    follow_up,
+    in_domain,
+    sentence_case,
+)
+from chatbot.brains.base import Conversation, reply_text
+from chatbot.brains.evaluation import OFF_TOPIC, Question, evaluate, read_questions
+from chatbot.brains.faq import KnowledgeBase, focus
+from tests.test_faq import OFF_TOPIC as FAQ_OFF_TOPIC
+from tests.test_faq import OFF_TOPIC_WITH_KNOWN_WORDS
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def brain() -> AssistantBrain:
+    return AssistantBrain()
+
+
+@pytest.fixture(scope="module")
+def knowledge() -> KnowledgeBase:
+    return KnowledgeBase.load()
+
+
+async def test_a_question_gets_its_entry_and_becomes_the_topic(brain: AssistantBrain) -> None:
+    conversation = Conversation()
+    answer = brain.answer("what is backpressure", conversation)
+    assert (answer.by, answer.topic) == ("faq", "What is backpressure?")
+    assert conversation.state["assistant"]["topic"] == "What is backpressure?"
+    json.dumps(conversation.state)  # sessions store it as JSON
+
+
+async def test_why_is_answered_in_the_previous_topic(brain: AssistantBrain) -> None:
+    conversation = Conversation()
+    brain.answer("what is backpressure", conversation)
+    answer = brain.answer("why?", conversation)
+    entry = brain.faq.knowledge.entry("What is backpressure?")
+    assert entry is not None
+    assert (answer.by, answer.text) == ("follow-up", entry.why)
+
+
+async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
+    brain: AssistantBrain,
+) -> None:
+    conversation = Conversation()
+    brain.answer("how do i add a timeout?", conversation)
+    answer = brain.answer("and for several tasks at once?", conversation)
+    assert answer.topic == "How do I put one deadline on several tasks?"
+
+
+async def test_a_question_of_the_field_it_cannot_place_gets_not_sure(
+    brain: AssistantBrain,
+) -> None:
+    answer = brain.answer("how do I run asyncio on a microcontroller with zxqv", Conversation())
+    assert answer.by == "not sure"
+    assert answer.text.startswith(NOT_SURE)
+
+
+async def test_yes_after_not_sure_picks_the_first_topic_offered(brain: AssistantBrain) -> None:
+    conversation = Conversation()
+    unsure = brain.answer("asyncio zxqv frobnicate", conversation)
+    assert unsure.by == "not sure" and unsure.offered
+    picked = brain.answer("yes", conversation)
+    assert (picked.by, picked.topic) == ("faq", unsure.offered[0])
+
+
+@pytest.mark.parametrize("text", ["hello", "thanks, bye", "ok thanks", "bye for now"])
+async def test_greetings_thanks_and_goodbyes_get_polite_replies(
+    brain: AssistantBrain, text: str
+) -> None:
+    assert brain.answer(text, Conversation()).by == "rules"
+
+
+async def test_feelings_go_to_eliza_in_sentence_case(brain: AssistantBrain) -> None:
+    answer = brain.answer("My mother never listens to me", Conversation())
+    assert answer.by == "eliza"
+    assert answer.text == "Tell me more about your family"
+
+
+@pytest.mark.parametrize("question", FAQ_OFF_TOPIC + OFF_TOPIC_WITH_KNOWN_WORDS)
+async def test_off_topic_questions_never_get_an_entry(brain: AssistantBrain, question: str) -> None:
+    assert brain.answer(question, Conversation()).by != "faq"
+
+
+def test_follow_up_kinds() -> None:
+    assert follow_up("why?") == "why"
+    assert follow_up("show me an example please") == "example"
+    assert follow_up("can you say that more simply") == "more"
+    assert follow_up("why is my event loop blocked?") is None
+    assert follow_up("hello") is None
+
+
+def test_in_domain_knows_the_field_s_words() -> None:
+    assert in_domain("how do i use trio instead of asyncio")
+    assert in_domain("what is to_thread")
+    assert not in_domain("my sister makes fun of me")
+
+
+def test_sentence_case_keeps_the_user_s_spelling() -> None:
+    assert sentence_case("WHY DO YOU SAY YOUR PYTHON IS SLOW", "my Python is slow") == (
+        "Why do you say your Python is slow"
+    )
+    assert sentence_case("I SEE. WHAT ELSE", "hmm") == "I see. What else"
+
+
+def test_focus_keeps_the_last_error_of_a_traceback() -> None:
+    pasted = (
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 3, in <module>\n'
+        "    asyncio.run(main())\n"
+        "RuntimeError: asyncio.run() cannot be called from a running event loop"
+    )
+    assert focus(pasted) == (
+        "RuntimeError: asyncio.run() cannot be called from a running event loop"
+    )
+    assert focus("what is a task") == "what is a task"
+
+
+async def test_a_pasted_traceback_finds_its_entry(brain: AssistantBrain) -> None:
+    pasted = (
+        'Traceback (most recent call last):\n  File "bot.py", line 9, in <module>\n'
+        "RuntimeError: This event loop is already running"
+    )
+    answer = brain.answer(pasted, Conversation())
+    assert answer.topic == 'What does "This event loop is already running" mean?'
+
+
+async def test_the_assistant_streams_what_it_decided(brain: AssistantBrain) -> None:
+    expected = brain.answer("what is a coroutine", Conversation()).text
+    assert await reply_text(brain, "what is a coroutine", Conversation()) == expected
+
+
+# The evaluation
+
+
+@pytest.mark.parametrize("name", ["dev", "heldout", "followups_dev", "followups_heldout"])
+def test_every_evaluation_file_names_existing_entries(knowledge: KnowledgeBase, name: str) -> None:
+    questions = read_questions(BENCHMARKS / f"eval_{name}.txt", knowledge)
+    assert questions
+    if name.startswith("followups"):
+        assert all(question.before for question in questions)
+
+
+def test_there_are_at_least_150_questions(knowledge: KnowledgeBase) -> None:
+    count = sum(
+        len(read_questions(BENCHMARKS / f"eval_{name}.txt", knowledge))
+        for name in ("dev", "heldout")
+    )
+    assert count >= 150
+
+
+def test_a_line_without_an_arrow_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "q.txt"
+    path.write_text("# comment\nwhat is asyncio\n")
+    with pytest.raises(ValueError, match="line 2: expected 'question => entry'"):
+        read_questions(path)
+
+
+async def test_evaluate_scores_entries_not_sure_and_off_topic(
+    brain: AssistantBrain, knowledge: KnowledgeBase
+) -> None:
+    questions = [
+        Question("what is backpressure", "What is backpressure?"),
+        Question("my mother never listens to me", OFF_TOPIC),
+        Question("what is backpressure", "What is a task?"),
+    ]
+    score = await evaluate(brain, questions, knowledge)
+    assert (score.total, score.top1, score.eliza_in_domain) == (3, 2, 0)
+    assert [miss.got for miss in score.misses] == ["What is backpressure?"]
+
+
+def test_eval_script_smoke_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # benchmarks/ is a folder of scripts, not a package: load the script from its file.
+    spec = importlib.util.spec_from_file_location("benchmarks_eval", BENCHMARKS / "eval.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)
+    spec.loader.exec_module(script)
+    assert script.main(["--smoke"]) == 0
+    printed = capsys.readouterr().out
+    assert "assistant  heldout" in printed
+    assert "top-1" in printed
