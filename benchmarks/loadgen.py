@@ -1,7 +1,9 @@
 """A WebSocket load generator: N closed-loop clients in worker processes, never in the server's.
 
-Each worker process runs many asyncio clients (websockets' asyncio client). A client sends a
-message, waits for the whole reply, records the round trip's latency, and sends again, until the
+Each worker process runs many clients on uvloop (when installed): picows clients, driven by
+callbacks (``fastclient.py``; the default when picows is installed: fast enough to saturate the
+server), or websockets' asyncio clients (``--client websockets``). A client sends a message,
+waits for the whole reply, records the round trip's latency, and sends again, until the
 measurement window ends or it has made ``max_round_trips``; then it stops by itself. The parent
 process starts the workers, waits until every client is connected, starts them all at the same
 instant, draws a progress bar on stderr, samples the server process's CPU and memory with psutil,
@@ -49,6 +51,7 @@ __all__ = [
     "LoadResult",
     "LoadSpec",
     "auto_processes",
+    "client_kind",
     "main",
     "raise_fd_limit",
     "run_load",
@@ -99,6 +102,7 @@ class LoadSpec:
         connect_timeout: seconds for one client's opening handshake (and ``welcome``).
         reply_timeout: seconds for one round trip; a client that waits longer gives up (an
             error) and stops.
+        client: ``"picows"``, ``"websockets"``, or ``"auto"`` (picows if installed).
     """
 
     url: str
@@ -111,6 +115,7 @@ class LoadSpec:
     max_round_trips: int = 1_000_000
     connect_timeout: float = 30.0
     reply_timeout: float = 10.0
+    client: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("ws://127.0.0.1:", "ws://localhost:")):
@@ -122,6 +127,10 @@ class LoadSpec:
             )
         if self.mode not in ("text", "json"):
             raise ValueError(f"mode must be 'text' or 'json', got {self.mode!r}")
+        if self.client not in ("auto", "picows", "websockets"):
+            raise ValueError(
+                f"client must be 'auto', 'picows' or 'websockets', got {self.client!r}"
+            )
 
 
 @dataclass
@@ -129,7 +138,9 @@ class LoadResult:
     """What one measurement found. Latencies in microseconds, CPU in % of one core.
 
     ``bottleneck`` is a hint, not a proof: ``"server"`` when the server's event-loop thread was
-    busy at least 90 % of the time, ``"machine"`` when every core was at least 90 % busy (then the
+    busy at least 90 % of the time, ``"server-gil"`` when the loop was not but the server's
+    threads together were (they share one GIL), ``"loadgen"`` when one load generator process
+    was, ``"machine"`` when every core was at least 90 % busy (then the
     load generator or other work on the machine limited the figures), else ``"none"``.
     """
 
@@ -157,6 +168,7 @@ class LoadResult:
     other_cpu_percent: float | None = None
     cores: int = 1
     bottleneck: str = "none"
+    client: str = "websockets"
     histogram: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +178,17 @@ class LoadResult:
             if isinstance(value, float) and math.isnan(value):
                 data[key] = None
         return data
+
+
+def client_kind(wanted: str = "auto") -> str:
+    """The client the workers use: ``wanted``, or for ``"auto"`` picows when it is installed."""
+    if wanted != "auto":
+        return wanted
+    try:
+        import picows  # noqa: F401
+    except ImportError:
+        return "websockets"
+    return "picows"
 
 
 def auto_processes(clients: int) -> int:
@@ -335,6 +358,9 @@ async def _sample_cpu(state: _WorkerState, measure_from: float, measure_until: f
 async def _worker_main(
     spec: LoadSpec, index: int, clients: int, first: int, results: Any, go: Any, start_at: Any
 ) -> None:
+    if client_kind(spec.client) == "picows":
+        await _fast_worker_main(spec, index, clients, first, results, go, start_at)
+        return
     state = _WorkerState()
     gate = asyncio.Semaphore(
         max(1, CONNECT_PARALLEL // _processes_for(spec.processes, spec.clients))
@@ -392,6 +418,75 @@ async def _worker_main(
         )
 
 
+async def _fast_worker_main(
+    spec: LoadSpec, index: int, clients: int, first: int, results: Any, go: Any, start_at: Any
+) -> None:
+    # The same steps as _worker_main, with picows clients whose closed loop runs in callbacks.
+    from fastclient import FastClient, connect_fast
+
+    state = _WorkerState()
+    gate = asyncio.Semaphore(
+        max(1, CONNECT_PARALLEL // _processes_for(spec.processes, spec.clients))
+    )
+
+    async def one() -> FastClient:
+        async with gate:
+            return await connect_fast(
+                spec.url, spec.mode, spec.expect_echo, MESSAGES, spec.connect_timeout
+            )
+
+    outcomes = await asyncio.gather(*(one() for _ in range(clients)), return_exceptions=True)
+    connections = [o for o in outcomes if isinstance(o, FastClient)]
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            state.error(f"connect: {_error_kind(outcome)}")
+    results.put(("ready", index, len(connections), dict(state.errors)))
+    try:
+        started = await asyncio.to_thread(go.wait, spec.connect_timeout + READY_GRACE * 2)
+        if not started:
+            return
+        begin = time.monotonic() + (start_at.value - time.time())
+        measure_from = begin + spec.warmup
+        measure_until = measure_from + spec.duration
+        await asyncio.sleep(max(0.0, begin - time.monotonic()))
+        cpu = asyncio.create_task(_sample_cpu(state, measure_from, measure_until))
+        progress = asyncio.create_task(_report_progress(results, index, state, measure_until))
+        for n, client in enumerate(connections):
+            client.start(state, first + n, measure_from, measure_until, spec.max_round_trips)
+        try:
+            async with asyncio.timeout(measure_until - time.monotonic() + spec.reply_timeout + 5):
+                await asyncio.gather(*(c.done for c in connections))
+        except TimeoutError:
+            for client in connections:
+                client.timed_out()
+        await cpu
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
+    finally:
+        for client in connections:
+            client.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await asyncio.gather(
+                    *(c.transport.wait_disconnected() for c in connections if c.transport),
+                    return_exceptions=True,
+                )
+        results.put(
+            (
+                "done",
+                index,
+                {
+                    "histogram": state.histogram.to_dict(),
+                    "measured": state.measured,
+                    "errors": state.errors,
+                    "cpu_s": state.cpu_end - state.cpu_start,
+                    "connected": len(connections),
+                },
+            )
+        )
+
+
 def _processes_for(processes: int, clients: int) -> int:
     # ``processes``, or auto_processes() when it is 0.
     return processes if processes > 0 else auto_processes(clients)
@@ -411,7 +506,14 @@ def _worker(
 ) -> None:
     """The worker process's entry point (spawned: it must be importable, and picklable)."""
     raise_fd_limit()
-    asyncio.run(_worker_main(spec, index, clients, first, results, go, start_at))
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_worker_main(spec, index, clients, first, results, go, start_at))
 
 
 # --- The parent: start workers, give the signal, watch the server, merge.
@@ -614,9 +716,16 @@ def _merge(
         server_loop = 100 * (cpu_after[1] - cpu_before[1]) / spec.duration
     if machine_before is not None and machine_after is not None:
         machine = 100 * (machine_after - machine_before) / spec.duration
+    busiest_worker = max(100 * d["cpu_s"] / spec.duration for d in done.values())
     bottleneck = "none"
     if server_loop is not None and server_loop >= 90:
         bottleneck = "server"
+    elif server_cpu is not None and server_cpu >= 90:
+        # The loop waits, but the process's threads together use a core: the store's thread
+        # and the loop take turns holding the GIL (one core of Python for both).
+        bottleneck = "server-gil"
+    elif busiest_worker >= 90:
+        bottleneck = "loadgen"  # a worker's one thread was saturated: add --processes
     elif machine is not None and machine >= 0.9 * 100 * cores:
         bottleneck = "machine"
     return LoadResult(
@@ -646,6 +755,7 @@ def _merge(
         else max(0.0, machine - loadgen - (server_cpu or 0.0)),
         cores=cores,
         bottleneck=bottleneck,
+        client=client_kind(spec.client),
         histogram=histogram.to_dict(),
     )
 
@@ -654,8 +764,8 @@ def format_result(result: LoadResult) -> str:
     """A few human lines about one measurement."""
     lines = [
         f"{result.round_trips:,} round trips in {result.duration:g} s: {result.rate:,.0f}/s "
-        f"({result.connected}/{result.clients} clients, {result.processes} processes, "
-        f"{result.mode})",
+        f"({result.connected}/{result.clients} clients, {result.processes} {result.client} "
+        f"processes, {result.mode})",
         f"latency p50 {result.p50_us / 1000:.2f} ms, p95 {result.p95_us / 1000:.2f} ms, "
         f"p99 {result.p99_us / 1000:.2f} ms, max {result.max_us / 1000:.2f} ms",
         f"errors {result.errors} {result.error_kinds or ''}".rstrip(),
@@ -685,6 +795,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int, default=0, help="0: one per core")
     parser.add_argument("--server-pid", type=int, help="the server's PID, for CPU and RSS")
     parser.add_argument(
+        "--client", choices=["auto", "picows", "websockets"], default="auto",
+        help="the clients: picows (fast, callbacks) or websockets; auto: picows if installed",
+    )  # fmt: skip
+    parser.add_argument(
         "--any-reply", action="store_true", help="accept any reply (not an echo server)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -702,6 +816,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         mode=args.mode,
         processes=args.processes,
         expect_echo=not args.any_reply,
+        client=args.client,
     )
     try:
         result = run_load(spec, server_pid=args.server_pid)

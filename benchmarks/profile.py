@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -73,6 +74,15 @@ def summarise(raw: str, top: int = 25) -> str:
     return "\n".join(out)
 
 
+def _loop_us(raw: str) -> int:
+    # The main thread's samples (py-spy --idle is off, so these are the busy ones).
+    total = 0
+    for line in raw.splitlines():
+        if line.strip() and "MainThread" in line.split(";", 1)[0]:
+            total += int(line.rsplit(" ", 1)[1])
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python benchmarks/profile.py SERVER [--clients N] [--duration S] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="python benchmarks/profile.py")
@@ -82,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, help="write the summary here (default: stdout)")
+    parser.add_argument(
+        "--patches",
+        help="profile the server with benchmarks/prototypes.py's patches applied (e.g. "
+        "normal+ackfirst); the server's brain is kept",
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
@@ -89,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     raise_fd_limit()
     spec = next(s for s in SERVERS if s.name == args.server)
+    if args.patches:
+        if spec.args[0] != "chatbot":
+            parser.error("--patches needs one of the chatbot servers")
+        spec = dataclasses.replace(
+            spec,
+            name=f"{spec.name}+{args.patches}",
+            args=("prototype", args.patches, *spec.args[1:]),
+        )
     with tempfile.TemporaryDirectory() as tmp, start_servers([spec]) as running:
         server = running[spec.name]
         raw = Path(tmp) / "raw.txt"
@@ -123,10 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run_load(load, server_pid=server.pid, progress=False)
         recorder.wait()
-        summary = summarise(raw.read_text(), args.top)
+        raw_text = raw.read_text()
+        summary = summarise(raw_text, args.top)
+    # What one sample is worth per round trip, over the whole recording (warm-up and the
+    # seconds around the load included, when the loop idles: an upper bound on the share).
+    recorded = int(args.duration + warmup + 2)
+    per_rt = 1e6 / (args.rate * max(1.0, result.rate * recorded))
     text = (
-        f"# py-spy profile: {spec.name} ({spec.label}), {args.clients} clients\n\n"
-        f"{format_result(result)}\n{summary}\n"
+        f"# py-spy profile: {spec.name} ({spec.label}), {args.clients} clients, "
+        f"{result.client} load generator\n\n"
+        f"{format_result(result)}\n"
+        f"py-spy: {args.rate} samples/s for {recorded} s; a thread's share x its samples x "
+        f"{per_rt * 1000:.3f} ns = its time per round trip\n"
+        f"event loop thread (MainThread): {_loop_us(raw_text) * per_rt:.0f} us per round trip "
+        f"(samples where it was not idle)\n{summary}\n"
     )
     if args.out:
         args.out.write_text(text)

@@ -32,8 +32,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadgen import LoadError, LoadResult, LoadSpec, auto_processes, raise_fd_limit, run_load
-from servers import SERVERS, ServerError, ServerSpec, start_servers
+from loadgen import (
+    LoadError,
+    LoadResult,
+    LoadSpec,
+    auto_processes,
+    client_kind,
+    raise_fd_limit,
+    run_load,
+)
+from servers import DEFAULT_SERVERS, SERVERS, ServerError, ServerSpec, start_servers
 
 __all__ = ["build_parser", "main", "summarise"]
 
@@ -59,8 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (%(default)s)")
     parser.add_argument(
         "--servers",
-        default=",".join(s.name for s in SERVERS),
-        help="servers to run, comma-separated (%(default)s)",
+        default=",".join(DEFAULT_SERVERS),
+        help="servers to run, comma-separated (%(default)s; also: "
+        + ", ".join(s.name for s in SERVERS if s.name not in DEFAULT_SERVERS)
+        + ")",
+    )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="also measure each JSON server chosen with its sessions in Redis (a redis-server "
+        "started for the run, append-only file fsynced every second)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["auto", "picows", "websockets"],
+        default="auto",
+        help="the load generator's clients: picows on uvloop (fast enough to saturate the "
+        "server) or websockets; auto: picows if installed",
     )
     parser.add_argument(
         "--processes", type=int, default=0, help="load generator processes (0: auto)"
@@ -105,7 +128,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SystemExit(f"error: unknown server(s) {unknown}; expected some of {list(known)}")
+    if args.redis:
+        names += [
+            f"{n}-redis" for n in names if f"{n}-redis" in known and f"{n}-redis" not in names
+        ]
     settings["servers"] = names
+    settings["client"] = client_kind(args.client)
     settings["processes"] = args.processes
     settings["smoke"] = args.smoke
     settings["literal_cli"] = args.literal_cli
@@ -123,6 +151,7 @@ def _measure_one(
         mode=spec.mode,
         processes=settings["processes"],
         expect_echo=spec.expect_echo,
+        client=settings.get("client", "auto"),
     )
     return run_load(load, server_pid=pid, label=f"{spec.name:>14} {clients:>5}", progress=not quiet)
 
@@ -150,7 +179,11 @@ def run_rounds(settings: dict[str, Any], quiet: bool = False) -> list[dict[str, 
                             continue
                         finally:
                             alive = server.alive()
-                        measurements.append(row | result.to_dict() | {"server_alive": alive})
+                        measurements.append(
+                            row
+                            | result.to_dict()
+                            | {"server_alive": alive, "load_average": os.getloadavg()}
+                        )
             except ServerError as exc:
                 for spec in order:
                     done = {(m["server"], m["round"], m["clients"]) for m in measurements}
@@ -220,18 +253,18 @@ def _ratio(spread: dict[str, float | None]) -> str:
 def format_table(summary: list[dict[str, Any]]) -> str:
     """The table printed at the end (medians over rounds; ratios: median (min-max))."""
     header = (
-        f"{'clients':>7} {'server':<14} {'rt/s':>7} {'x echo (min-max)':>17} {'p50 ms':>8} "
+        f"{'clients':>7} {'server':<20} {'rt/s':>7} {'x echo (min-max)':>17} {'p50 ms':>8} "
         f"{'p95 ms':>8} {'p99 ms':>8} {'p99 x echo':>17} {'errors':>6} {'srv us/rt':>9} "
         f"{'x echo':>6} {'srv%':>4} {'loop%':>5} {'RSS MiB':>7} {'gen%':>4} {'bottleneck':<10}"
     )
     lines = [header, "-" * len(header)]
     for e in summary:
         if e["rounds"] == 0:
-            lines.append(f"{e['clients']:>7} {e['server']:<14} failed: {e['failed'][:1]}")
+            lines.append(f"{e['clients']:>7} {e['server']:<20} failed: {e['failed'][:1]}")
             continue
         cpu_ratio = e["cpu_ratio"]["median"]
         lines.append(
-            f"{e['clients']:>7} {e['server']:<14} {_fmt(e['rate']['median']):>7} "
+            f"{e['clients']:>7} {e['server']:<20} {_fmt(e['rate']['median']):>7} "
             f"{_ratio(e['rate_ratio']):>17} {_fmt(e['p50_us']['median'], 1000, 2):>8} "
             f"{_fmt(e['p95_us']['median'], 1000, 2):>8} {_fmt(e['p99_us']['median'], 1000, 2):>8} "
             f"{_ratio(e['p99_ratio']):>17} {e['errors']:>6} "

@@ -27,7 +27,9 @@ import logging
 import os
 import re
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,12 +41,14 @@ from typing import IO, Literal
 
 __all__ = [
     "BENCHMARK_LIMITS",
+    "DEFAULT_SERVERS",
     "SERVERS",
     "RunningServer",
     "ServerError",
     "ServerSpec",
     "generate_response",
     "main",
+    "start_redis",
     "start_servers",
 ]
 
@@ -75,6 +79,8 @@ class ServerSpec:
         mode: how the load generator talks to it: ``"text"`` or ``"json"`` (``chatbot.v1``).
         args: the arguments of ``python benchmarks/servers.py``.
         expect_echo: its replies are the messages themselves (checked by the load generator).
+        redis: it keeps its sessions in Redis (``--redis URL``) instead of SQLite: a
+            redis-server is started for it (see :func:`start_redis`).
     """
 
     name: str
@@ -82,11 +88,21 @@ class ServerSpec:
     mode: Literal["text", "json"]
     args: tuple[str, ...]
     expect_echo: bool = True
+    redis: bool = False
 
-    def command(self, db: Path, *, literal_cli: bool = False) -> list[str]:
+    def command(
+        self, db: Path, *, literal_cli: bool = False, redis_url: str | None = None
+    ) -> list[str]:
         """The command line that starts this server, with its database at ``db``."""
+        if self.args[0] == "prototype":  # benchmarks/prototypes.py: patches, then chatbot args
+            rest = [*self.args[2:], "--port", "0", "--db", str(db)]
+            return [sys.executable, str(HERE / "prototypes.py"), "serve", self.args[1], *rest]
         if self.args[0] == "chatbot":
             rest = [*self.args[1:], "--port", "0", "--db", str(db)]
+            if self.redis:
+                if redis_url is None:
+                    raise ServerError(f"{self.name} needs a Redis URL")
+                rest += ["--redis", redis_url]
             if literal_cli:
                 return [sys.executable, "-m", "chatbot", *rest]
             return [sys.executable, str(HERE / "servers.py"), "chatbot", *rest]
@@ -112,8 +128,26 @@ SERVERS: tuple[ServerSpec, ...] = (
         ("chatbot", "--brain", "assistant"),
         expect_echo=False,
     ),
+    ServerSpec(
+        "chatbot-json-redis",
+        "chatbot, chatbot.v1 JSON, echo brain, sessions in Redis (AOF, fsync every second)",
+        "json",
+        ("chatbot", "--brain", "echo"),
+        redis=True,
+    ),
+    ServerSpec(
+        "assistant-json-redis",
+        "chatbot, chatbot.v1 JSON, assistant brain, sessions in Redis (AOF, fsync every second)",
+        "json",
+        ("chatbot", "--brain", "assistant"),
+        expect_echo=False,
+        redis=True,
+    ),
 )
 """Every server, in the order a round measures them (before rotation)."""
+
+DEFAULT_SERVERS = tuple(s.name for s in SERVERS if not s.redis)
+"""What ``run.py`` measures unless told (``--redis`` adds the Redis variants)."""
 
 
 class RunningServer:
@@ -172,11 +206,11 @@ PORT = re.compile(r"127\.0\.0\.1:(\d+)/?$")
 
 
 def _start(
-    spec: ServerSpec, db: Path, log: IO[bytes], literal_cli: bool
+    spec: ServerSpec, db: Path, log: IO[bytes], literal_cli: bool, redis_url: str | None = None
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        spec.command(db, literal_cli=literal_cli),
+        spec.command(db, literal_cli=literal_cli, redis_url=redis_url),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=log,  # a file, not a pipe: a pipe nobody reads fills up and blocks the server
@@ -194,14 +228,24 @@ def start_servers(
     Raises:
         ServerError: a server did not print its address in time (its log is in the message).
     """
-    with tempfile.TemporaryDirectory(prefix="chatbot-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="chatbot-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         processes: dict[str, tuple[ServerSpec, subprocess.Popen[bytes], Path]] = {}
         running: dict[str, RunningServer] = {}
+        redis_url = None
+        if any(spec.redis for spec in specs):
+            redis_url = stack.enter_context(start_redis(Path(tmp) / "redis"))
         try:
-            for spec in specs:
+            for number, spec in enumerate(specs):
                 log_path = Path(tmp) / f"{spec.name}.log"
+                # Each Redis-backed server gets its own database number: no shared keys.
+                url = None if redis_url is None else f"{redis_url}/{number}"
                 with log_path.open("wb") as log:
-                    process = _start(spec, Path(tmp) / f"{spec.name}.sqlite3", log, literal_cli)
+                    process = _start(
+                        spec, Path(tmp) / f"{spec.name}.sqlite3", log, literal_cli, url
+                    )
                 processes[spec.name] = (spec, process, log_path)
             for name, (spec, process, log_path) in processes.items():
                 line = _read_first_line(process, STARTUP_TIMEOUT)
@@ -221,6 +265,50 @@ def start_servers(
                     process.terminate()
             for name, (spec, process, _log) in processes.items():
                 (running.get(name) or RunningServer(spec, process, 0)).stop()
+
+
+@contextlib.contextmanager
+def start_redis(folder: Path) -> Iterator[str]:
+    """A redis-server on a free loopback port, in ``folder``; yield ``redis://127.0.0.1:PORT``.
+
+    Durability like SQLite's WAL with ``synchronous=NORMAL``: an append-only file written before
+    each reply (a killed Redis loses nothing acknowledged), fsynced once a second (a power cut
+    can lose the last second). No RDB snapshots.
+    """
+    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(executable).exists():
+        raise ServerError("redis-server is not installed (apt-get install redis-server)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+         "--databases", "16", "--daemonize", "no", "--logfile", str(folder / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ServerError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
 
 
 # --- The servers themselves (run in their own processes by the functions below).
@@ -275,7 +363,9 @@ def _run_chatbot(argv: Sequence[str]) -> int:
     brain = load_brain(args.brain)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(run(args.host, args.port, brain, db=args.db, limits=limits))
+            runner.run(
+                run(args.host, args.port, brain, db=args.db, limits=limits, redis=args.redis)
+            )
     finally:
         shutdown_process_pool()
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,54 @@ def test_a_py_spy_profile_is_summarised_per_thread_by_self_and_total_time(
     assert "\n 60.0  send_data (x.py)\n 20.0  put (chatbot/hub.py)\n" in main
     total = main.split("total %  function (self + callees)\n")[1].splitlines()
     assert sorted(total) == [" 80.0  main (benchmarks/servers.py)", " 80.0  put (chatbot/hub.py)"]
+
+
+def test_the_smoke_run_loads_with_picows_clients_when_installed(smoke: dict[str, Any]) -> None:
+    expected = "picows" if importlib.util.find_spec("picows") else "websockets"
+    assert smoke["report"]["settings"]["client"] == expected
+    assert {m["client"] for m in smoke["report"]["measurements"]} == {expected}
+
+
+def _run_script(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(
+    not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()),
+    reason="redis-server is not installed",
+)
+def test_redis_adds_the_redis_backed_json_servers(tmp_path: Path) -> None:
+    result = _run_script(
+        [str(BENCHMARKS / "run.py"), "--smoke", "--servers", "echo,chatbot-json", "--redis",
+         "--no-plot", "--quiet", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    report = json.loads((tmp_path / "smoke.json").read_text())
+    assert report["settings"]["servers"] == ["echo", "chatbot-json", "chatbot-json-redis"]
+    for m in report["measurements"]:
+        assert "failed" not in m, m
+        assert m["errors"] == 0 and m["round_trips"] > 0, m
+
+
+def test_every_prototype_patch_still_answers_every_message(tmp_path: Path) -> None:
+    # benchmarks/prototypes.py patches the server in its own process: all patches at once must
+    # still give every client complete replies (the figures are not checked).
+    out = tmp_path / "prototypes.json"
+    result = _run_script(
+        [str(BENCHMARKS / "prototypes.py"), "measure", "--clients", "3", "--duration", "0.3",
+         "--warmup", "0.1", "--rounds", "1", "--brain", "assistant",
+         "--variants", "normal+ackfirst+coalesce+chunks+fewer", "--out", str(out)]
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    measurements = json.loads(out.read_text())["measurements"]
+    assert len(measurements) == 3
+    for m in measurements:
+        assert "failed" not in m, m
+        assert m["errors"] == 0 and m["round_trips"] > 0, m
