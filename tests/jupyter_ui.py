@@ -10,6 +10,7 @@ be) whatever the test did. Playwright's sync API drives Debian's Chromium, as
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -48,6 +49,7 @@ STOP_TIMEOUT = 15.0  # seconds for a server to stop on SIGTERM before it is kill
 WAIT = 30_000  # milliseconds: the longest a single wait on a page may take
 RUN_ALL_TIMEOUT = 120_000  # milliseconds for Run All of one notebook (07, the longest, takes ~20 s)
 SCREENSHOTS = os.environ.get("CHATBOT_SCREENSHOTS") == "1"
+SCREENSHOT_HEIGHT = 640  # pixels of a notebook's top in docs/screenshots (the page is 1280 x 800)
 DOCS = ROOT / "docs"
 
 # What the temporary copy of the repository leaves out: history, build products, databases.
@@ -243,6 +245,14 @@ PROMPTS = f"""() => [...document.querySelectorAll('{NOTEBOOK} .jp-CodeCell .jp-I
 def open_notebook(page: Page, url: str) -> None:
     """Open a notebook in JupyterLab and wait until its kernel is idle."""
     page.goto(url)
+    opened(page)
+
+
+def opened(page: Page) -> None:
+    """Wait until the notebook a page is loading shows its cells and its kernel is idle.
+
+    (Several pages can load at once: ``page.goto`` each, then ``opened`` each.)
+    """
     page.locator(f"{NOTEBOOK} .jp-Cell").first.wait_for()
     idle(page)
     # Fold the file browser away: the notebook gets the whole width, as in the screenshots.
@@ -252,10 +262,17 @@ def open_notebook(page: Page, url: str) -> None:
 
 
 def idle(page: Page) -> None:
-    """Wait until the notebook's kernel says it is idle (the toolbar's indicator)."""
-    indicator = page.locator(
-        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator"
+    """Wait until the notebook has a kernel and the kernel is idle.
+
+    The toolbar's execution indicator says "idle" before the notebook has any kernel (its kernel
+    name reads "No Kernel" then: for seconds on a busy hub, while JupyterLab starts the session).
+    Run All in that window asks which kernel to start and runs nothing: wait for the kernel.
+    """
+    panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+    expect(page.locator(f"{panel} .jp-Toolbar-kernelName")).not_to_have_text(
+        "No Kernel", timeout=WAIT
     )
+    indicator = page.locator(f"{panel} .jp-Notebook-ExecutionIndicator")
     expect(indicator).to_have_attribute("data-status", "idle", timeout=WAIT)
 
 
@@ -264,20 +281,25 @@ def run_all(page: Page) -> list[int]:
 
     Returns the numbers of the code cells that did not run (Run All stops at an error).
     """
-    # JupyterLab may first ask which kernel to start (on the hub it did, and ran only the first
-    # cell): answer as a learner would, then Run All again.
-    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    start_run_all(page)
+    return finish_run_all(page)
+
+
+def start_run_all(page: Page) -> None:
+    """Click Run > Run All Cells and wait until the first cell has begun (several pages can
+    run at once: start each, then finish each)."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+    # The run has begun when the first cell has a number. A dialog instead (say "Select
+    # Kernel") means the notebook had no kernel: the run never began.
     begun = f"() => /\\d/.test(({PROMPTS})()[0]) || !!document.querySelector('.jp-Dialog')"
-    for _attempt in range(2):
-        if dialog.count():
-            dialog.locator(".jp-mod-accept").click()
-            idle(page)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-        # The run has begun when the first cell has a number; it ends when none shows [*].
-        page.wait_for_function(begun, timeout=RUN_ALL_TIMEOUT, polling=100)
-        if not dialog.count():
-            break
+    page.wait_for_function(begun, timeout=RUN_ALL_TIMEOUT, polling=100)
+    dialog = page.locator(".jp-Dialog")
+    assert not dialog.count(), f"Run All opened a dialog instead: {dialog.first.inner_text()}"
+
+
+def finish_run_all(page: Page) -> list[int]:
+    """Wait until no cell shows [*] and the kernel is idle; return the code cells not run."""
     try:
         page.wait_for_function(
             f"() => !({PROMPTS})().includes('[*]:')", timeout=RUN_ALL_TIMEOUT, polling=100
@@ -343,9 +365,49 @@ def chat_frame(page: Page) -> Frame:
     return frame
 
 
+def say(frame: Frame | Page, text: str) -> None:
+    box = frame.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def connected(frame: Frame | Page) -> None:
+    expect(frame.locator("#status")).to_have_attribute("data-state", "connected", timeout=WAIT)
+
+
+def chat(frame: Frame | Page, text: str) -> None:
+    """Say ``text`` and wait for the bot's reply to it (not just "connected": a real answer)."""
+    connected(frame)
+    say(frame, text)
+    # The reply is the bot's message right after ours: counting the bot's messages would race
+    # with a history that is still being drawn (a resumed session), or a message sent again
+    # after a reconnect (the page prefers "at least once").
+    mine = frame.locator("#log .msg.me", has_text=text).last
+    expect(mine).to_be_visible(timeout=WAIT)
+    reply = mine.locator("xpath=following-sibling::li[contains(@class, 'bot')][1]")
+    expect(reply).to_be_visible(timeout=WAIT)
+    expect(reply).not_to_have_attribute("data-state", "streaming", timeout=WAIT)
+
+
 def screenshot_top(page: Page, path: Path) -> None:
     """The notebook's first screen, the file browser folded away, as a small PNG."""
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer").evaluate(
         "element => element.scrollTo(0, 0)"
     )
-    page.screenshot(path=str(path))
+    save_screenshot(page, path, height=SCREENSHOT_HEIGHT)
+
+
+def save_screenshot(page: Page, path: Path, *, height: int | None = None) -> None:
+    """The page (its top ``height`` pixels) as a 32-colour PNG: about 40 KB, not 160.
+
+    JupyterLab is flat colours and text, so 32 colours lose nothing a reader would notice.
+    """
+    from PIL import Image  # Pillow comes with matplotlib; only screenshots need it
+
+    viewport = page.viewport_size
+    assert viewport is not None
+    clip = {"x": 0, "y": 0, "width": viewport["width"], "height": height or viewport["height"]}
+    shot = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
+    small = shot.quantize(colors=32, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    small.save(path, optimize=True)

@@ -9,16 +9,22 @@ answer that blocks (``time.sleep``, ``requests``, ``urllib``): while it blocks, 
 and a server running in the same loop cannot answer it. :func:`run_bounded` runs the answer in a
 daemon thread that has its own event loop, and waits for it from the caller's loop, which keeps
 running meanwhile.
+
+:func:`wake_on_interrupt` makes the kernel's Interrupt stop a cell that awaits at top level:
+ipykernel 7 cancels the cell from its signal handler in a way that does not wake a sleeping loop.
 """
 
 import asyncio
 import inspect
 import logging
+import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["run_bounded"]
+__all__ = ["run_bounded", "wake_on_interrupt"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +125,45 @@ async def run_bounded(
             "(time.sleep, requests, urllib)? Use await asyncio.sleep or an async client instead"
         )
     return outcome.result()
+
+
+# %% notebooks/01_asyncio-in-jupyter.ipynb, code cell 45 (id e3784f8c)
+_wakeup: list[socket.socket] = []  # the socket pair, kept open for the kernel's life
+
+
+def wake_on_interrupt() -> None:
+    """Make the kernel's Interrupt (SIGINT) stop a cell that awaits at top level, at once.
+
+    Python writes a byte to the socket given to ``signal.set_wakeup_fd`` on every signal; the
+    running loop watches that socket, so a signal wakes it to run what the kernel's handler
+    scheduled (the cell's cancellation). Later calls do nothing, and so do calls on Windows, off
+    the main thread, or with a wake-up fd set already (asyncio's ``add_signal_handler`` sets one,
+    which wakes the loop too). Example, in a notebook's first cell: ``wake_on_interrupt()``.
+
+    Raises:
+        RuntimeError: if no event loop is running (a plain script needs none of this).
+    """
+    loop = asyncio.get_running_loop()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if _wakeup or sys.platform == "win32" or not in_main_thread:
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)  # a signal handler must never block on a full socket
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    if previous != -1:  # someone else's: theirs stays
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+        return
+    loop.add_reader(reader.fileno(), _drain, reader)
+    _wakeup.extend((reader, writer))
+
+
+def _drain(reader: socket.socket) -> None:
+    """Empty the socket: its bytes have done their work, waking the loop."""
+    try:
+        while reader.recv(4096):
+            pass
+    except OSError:  # empty (BlockingIOError), or closed
+        pass
