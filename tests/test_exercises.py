@@ -1,5 +1,6 @@
-"""run_bounded (chatbot.workshop.exercises): the exercise checkers' time limit, which holds even
-against an answer that blocks."""
+"""run_bounded and pauses (chatbot.workshop.exercises): the exercise checkers' time limit, which
+holds even against an answer that blocks, and their check for a stream that waits without
+holding the loop."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
-from chatbot.workshop.exercises import run_bounded
+from chatbot.brains.base import Conversation, as_brain
+from chatbot.workshop.exercises import pauses, run_bounded
 
 BLOCKING_MESSAGE = (
     "your answer did not finish within 0.2 s: does it block the loop "
@@ -131,3 +135,35 @@ async def test_an_answer_that_exits_does_not_reach_the_calling_loop() -> None:
 async def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds, got 0"):
         await run_bounded(sorted, [], timeout=0)
+
+
+async def test_pauses_tells_a_wait_from_a_block_without_reading_a_clock() -> None:
+    async def letters(wait: Any) -> AsyncIterator[str]:
+        for letter in "abc":
+            yield letter
+            await wait()
+
+    async def nap() -> None:
+        await asyncio.sleep(0.02)
+
+    async def hold() -> None:
+        time.sleep(0.02)  # noqa: ASYNC251 (the mistake the check is for)
+
+    async def blink() -> None:
+        await asyncio.sleep(0)
+
+    assert await pauses(letters(nap)) == (["a", "b", "c"], [True, True])
+    assert await pauses(letters(hold)) == (["a", "b", "c"], [False, False])
+    assert await pauses(letters(blink)) == (["a", "b", "c"], [False, False])
+
+
+async def test_pauses_sees_a_blocking_generator_run_in_a_thread_as_waiting() -> None:
+    # as_brain runs a plain generator's steps in a worker thread: time.sleep there holds only
+    # that thread, and the loop is free, which is what the check asks.
+    def spelled(message: str) -> Iterator[str]:
+        for letter in message:
+            time.sleep(0.02)
+            yield letter
+
+    pieces, waited = await pauses(as_brain(spelled).stream("abc", Conversation()))
+    assert (pieces, waited) == (["a", "b", "c"], [True, True])

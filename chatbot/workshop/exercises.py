@@ -21,10 +21,10 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-__all__ = ["run_bounded", "wake_on_interrupt"]
+__all__ = ["pauses", "run_bounded", "wake_on_interrupt"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,30 @@ async def run_bounded(
     return outcome.result()
 
 
-# %% notebooks/01_asyncio-in-jupyter.ipynb, code cell 45 (id e3784f8c)
+# %% notebooks/01_asyncio-in-jupyter.ipynb, code cell 45 (id 6b8bedd9)
+async def pauses(pieces: AsyncIterator[Any], pause: float = 0.01) -> tuple[list[Any], list[bool]]:
+    """Read an async stream; for each piece after the first, say if the stream waited before it.
+
+    Waited means: a timer of ``pause`` seconds, set when the previous piece arrived, fired first.
+    Nothing here reads a clock, so a busy machine cannot change the answer.
+
+    Returns:
+        the pieces, and one bool per piece after the first.
+    """
+    loop = asyncio.get_running_loop()
+    received: list[Any] = []
+    waited: list[bool] = []
+    fired = [False]
+    async for piece in pieces:
+        if received:
+            waited.append(fired[0])  # the previous piece's timer: fired yet?
+        received.append(piece)
+        fired = [False]  # a new flag for this piece's timer (old timers keep their own)
+        loop.call_later(pause, fired.__setitem__, 0, True)
+    return received, waited
+
+
+# %% notebooks/01_asyncio-in-jupyter.ipynb, code cell 47 (id e3784f8c)
 _wakeup: list[socket.socket] = []  # the socket pair, kept open for the kernel's life
 
 
