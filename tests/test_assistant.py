@@ -61,6 +61,17 @@ async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
     assert answer.topic == "How do I put one deadline on several tasks?"
 
 
+async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
+    brain: AssistantBrain,
+) -> None:
+    # "limits" is no word of the field on its own ("my life has no limit" is ELIZA's), but after
+    # a question about the rate limit it is about the server.
+    conversation = Conversation()
+    brain.answer("what is the rate limit", conversation)
+    answer = brain.answer("what other limits are there?", conversation)
+    assert (answer.by, answer.topic) == ("faq", "What limits does the server enforce?")
+
+
 async def test_a_question_of_the_field_it_cannot_place_gets_not_sure(
     brain: AssistantBrain,
 ) -> None:
@@ -88,6 +99,53 @@ async def test_feelings_go_to_eliza_in_sentence_case(brain: AssistantBrain) -> N
     answer = brain.answer("My mother never listens to me", Conversation())
     assert answer.by == "eliza"
     assert answer.text == "Tell me more about your family"
+
+
+# Feelings and small talk that share everyday words with the knowledge base ("stuck", "chat",
+# "message", "limit", "lock", "queue", "job"): they are ELIZA's, never an entry's or "not sure".
+FEELINGS = [
+    "I feel stuck",
+    "I'm stuck at home with my kids",
+    "my boss blocks all my ideas",
+    "I am sad about a chat with my friend",
+    "I sent my sister a message and she never replied",
+    "I need a break",
+    "my life has no limit",
+    "I feel like I'm in a queue for everything",
+    "my husband wants to lock me out",
+    "I hate waiting in line",
+    "I feel frozen",
+    "everything is slow today",
+    "I am tired of my job",
+    "I am so stressed about my exams",
+    "my computer hates me",
+    "my friend says I talk too much",
+    "can you keep a secret",
+]
+
+
+# Questions about the workshop with no word of the field: the closest topics, never ELIZA.
+PLAIN_QUESTIONS = [
+    "why does nothing happen when I press enter",
+    "what happens if I send too much",
+    "what happens when I press stop",
+    "why can't my friends reach me",
+    "is my data saved",
+]
+
+
+@pytest.mark.parametrize("message", PLAIN_QUESTIONS)
+async def test_plain_questions_about_the_workshop_never_go_to_eliza(
+    brain: AssistantBrain, message: str
+) -> None:
+    assert brain.answer(message, Conversation()).by in ("faq", "not sure")
+
+
+@pytest.mark.parametrize("message", FEELINGS)
+async def test_feelings_with_everyday_words_of_the_field_go_to_eliza(
+    brain: AssistantBrain, message: str
+) -> None:
+    assert brain.answer(message, Conversation()).by == "eliza"
 
 
 @pytest.mark.parametrize("question", FAQ_OFF_TOPIC + OFF_TOPIC_WITH_KNOWN_WORDS)

@@ -106,13 +106,26 @@ def test_every_exported_definition_is_explained_before_the_next_one(path: Path) 
         assert run <= 2, f"{path.name} cell {index}: a third exported cell with no words between"
 
 
-def _exercise(cells: list[nbformat.NotebookNode]) -> tuple[int, str, int]:
-    """Return (the learner's cell, the solution's code, the checking cell) of a notebook."""
-    heading = next(
+_EXERCISE = re.compile(r"^##+ .*Exercise", re.M)
+
+
+def _exercises(path: Path) -> int:
+    """How many exercises a notebook has (headings with "Exercise": the core one, and any in
+    an optional section, such as notebook 03's 12.3)."""
+    cells = nbformat.read(path, as_version=4).cells
+    return sum(
+        1 for cell in cells if cell.cell_type == "markdown" and _EXERCISE.search(cell.source)
+    )
+
+
+def _exercise(cells: list[nbformat.NotebookNode], number: int = 0) -> tuple[int, str, int]:
+    """Return (the learner's cell, the solution's code, the checking cell) of a notebook's
+    exercise ``number`` (0: the first)."""
+    heading = [
         n
         for n, cell in enumerate(cells)
-        if cell.cell_type == "markdown" and re.search(r"^## .*Exercise", cell.source, re.M)
-    )
+        if cell.cell_type == "markdown" and _EXERCISE.search(cell.source)
+    ][number]
     details = next(
         cell.source
         for cell in cells[heading:]
@@ -139,13 +152,20 @@ def _exercise(cells: list[nbformat.NotebookNode]) -> tuple[int, str, int]:
     return learner, code, checker
 
 
+EXERCISES = [(path, number) for path in NOTEBOOKS for number in range(_exercises(path))]
+
+
 @pytest.mark.notebooks
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_the_solution_passes_the_exercise_checker(path: Path) -> None:
+@pytest.mark.parametrize(
+    ("path", "number"),
+    EXERCISES,
+    ids=[f"{path.name}-{number + 1}" for path, number in EXERCISES],
+)
+def test_the_solution_passes_the_exercise_checker(path: Path, number: int) -> None:
     # The stored notebook shows the learner's starting point ("Not yet"); the solution, put in
     # its place, must get "Well done" from the same checker.
     notebook = nbformat.read(path, as_version=4)
-    learner, solution, checker = _exercise(notebook.cells)
+    learner, solution, checker = _exercise(notebook.cells, number)
     # The solution comes after the learner's starting point, in the same cell: it replaces the
     # definitions, and keeps whatever else the cell sets up.
     notebook.cells[learner].source += "\n\n" + solution

@@ -116,6 +116,8 @@ _SMALL_TALK = (
     ),
 )
 
+
+# %% notebooks/03_response-generation.ipynb, code cell 39 (id dba1ed13)
 DEFAULT_RULES: tuple[Rule, ...] = (*_GETTING_ACQUAINTED, *_SMALL_TALK)
 """The rules ``RulesBrain()`` uses: greetings, help, the time and date, thanks, goodbye,
 small talk."""
@@ -123,7 +125,7 @@ small talk."""
 DEFAULT_FALLBACK = "I'm not sure what you mean. Type 'help' to see what I can do."
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 39 (id c4381e9f)
+# %% notebooks/03_response-generation.ipynb, code cell 40 (id c4381e9f)
 class RulesBrain(Brain):
     """Answer with the first rule whose pattern matches; deterministic, fast, no data files.
 
@@ -161,7 +163,7 @@ class RulesBrain(Brain):
             text = self.fallback
         yield text
 
-    # %% notebooks/03_response-generation.ipynb, code cell 40 (id a3541bb1)
+    # %% notebooks/03_response-generation.ipynb, code cell 41 (id a3541bb1)
     def reply(self, message: str, conversation: Conversation) -> str | None:
         """Return the reply to ``message``, or ``None`` if no rule matches."""
         state: dict[str, Any] = conversation.state.setdefault(self.name, {})
