@@ -53,8 +53,8 @@ def patch_normal() -> None:
 
     original = sqlite._connect
 
-    def _connect(path: str) -> Any:
-        connection = original(path)
+    def _connect(path: str, durability: str = "process") -> Any:
+        connection = original(path, durability)
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
@@ -265,6 +265,25 @@ def patch_inloop() -> None:
     sqlite.Store._submit = _submit
 
 
+def patch_turn2() -> None:
+    # Phase 2 (the hub writes once per loop turn): write one turn later still, so that the ack
+    # (made in the connection's task) and the reply (made by the channel's worker in the next
+    # turn) share a write.
+    from chatbot.server import hub as hub_module
+
+    original = hub_module.Outbox._write_turn
+
+    def _write_turn(self: Any) -> None:
+        if not getattr(self, "_waited", False):
+            self._waited = True
+            asyncio.get_running_loop().call_soon(self._write_turn)
+            return
+        self._waited = False
+        original(self)
+
+    hub_module.Outbox._write_turn = _write_turn
+
+
 APPLY = {
     "normal": patch_normal,
     "ackfirst": patch_ackfirst,
@@ -276,6 +295,7 @@ APPLY = {
     "memory": patch_memory,  # SQLite in memory: no file, no fsync (the store's thread stays)
     "switch": patch_switch,  # sys.setswitchinterval(0.2 ms) instead of 5 ms
     "inloop": patch_inloop,  # writes on the loop's thread, one commit per turn (with normal)
+    "turn2": patch_turn2,  # phase 2: the hub's write per turn, one turn later (ack + reply)
 }
 
 
@@ -300,7 +320,13 @@ def measure(args: argparse.Namespace) -> int:
         ServerSpec("shipped", f"chatbot json, {brain}", "json", ("chatbot", "--brain", brain),
                    expect_echo=expect_echo)
     )  # fmt: skip
-    for variant in args.variants.split(","):
+    if args.before_tree:  # the same server from another copy of the package: before/after
+        specs.append(
+            ServerSpec("before", f"chatbot json, {brain}, from {args.before_tree}", "json",
+                       ("chatbot", "--brain", brain), expect_echo=expect_echo,
+                       tree=args.before_tree)
+        )  # fmt: skip
+    for variant in filter(None, args.variants.split(",")):
         names = [n for n in variant.split("+") if n]
         unknown = [n for n in names if n not in APPLY]
         if unknown:
@@ -348,14 +374,17 @@ def syscalls(args: argparse.Namespace) -> int:
     from servers import ServerSpec, start_servers
 
     expect_echo = args.brain == "echo"
-    variants = ["shipped", *args.variants.split(",")]
+    variants = ["shipped", *filter(None, args.variants.split(","))]
+    if args.before_tree:
+        variants.append("before")
     print(f"system calls per round trip, {args.brain} brain, {args.clients} clients (strace -c -f)")
     names = SYSCALLS.split(",")
     print(f"{'variant':<40} {'rt':>6} " + " ".join(f"{n[:9]:>9}" for n in names))
     for variant in variants:
-        if variant == "shipped":
+        if variant in ("shipped", "before"):
+            tree = args.before_tree if variant == "before" else None
             spec = ServerSpec(variant, variant, "json", ("chatbot", "--brain", args.brain),
-                              expect_echo=expect_echo)  # fmt: skip
+                              expect_echo=expect_echo, tree=tree)  # fmt: skip
         else:
             spec = ServerSpec(variant, variant, "json", ("prototype", variant, "--brain",
                               args.brain), expect_echo=expect_echo)  # fmt: skip
@@ -400,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out")
+    parser.add_argument(
+        "--before-tree",
+        metavar="FOLDER",
+        help="also measure the chatbot from FOLDER/chatbot (a copy of the package before a "
+        "change), side by side: run as 'before'",
+    )
     parsed = parser.parse_args(argv)
     return syscalls(parsed) if parsed.command == "syscalls" else measure(parsed)
 

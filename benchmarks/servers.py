@@ -81,6 +81,9 @@ class ServerSpec:
         expect_echo: its replies are the messages themselves (checked by the load generator).
         redis: it keeps its sessions in Redis (``--redis URL``) instead of SQLite: a
             redis-server is started for it (see :func:`start_redis`).
+        tree: a folder holding another copy of the ``chatbot`` package (say, the code before
+            a change), put first on the server's ``PYTHONPATH``: before and after side by side
+            in one run (``prototypes.py measure --before-tree``).
     """
 
     name: str
@@ -89,6 +92,7 @@ class ServerSpec:
     args: tuple[str, ...]
     expect_echo: bool = True
     redis: bool = False
+    tree: str | None = None
 
     def command(
         self, db: Path, *, literal_cli: bool = False, redis_url: str | None = None
@@ -129,6 +133,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         expect_echo=False,
     ),
     ServerSpec(
+        "chatbot-json-power",
+        "chatbot, chatbot.v1 JSON, echo brain, --durability power (an fsync per group commit)",
+        "json",
+        ("chatbot", "--brain", "echo", "--durability", "power"),
+    ),
+    ServerSpec(
         "chatbot-json-redis",
         "chatbot, chatbot.v1 JSON, echo brain, sessions in Redis (AOF, fsync every second)",
         "json",
@@ -146,7 +156,7 @@ SERVERS: tuple[ServerSpec, ...] = (
 )
 """Every server, in the order a round measures them (before rotation)."""
 
-DEFAULT_SERVERS = tuple(s.name for s in SERVERS if not s.redis)
+DEFAULT_SERVERS = tuple(s.name for s in SERVERS if not s.redis and "--durability" not in s.args)
 """What ``run.py`` measures unless told (``--redis`` adds the Redis variants)."""
 
 
@@ -209,6 +219,8 @@ def _start(
     spec: ServerSpec, db: Path, log: IO[bytes], literal_cli: bool, redis_url: str | None = None
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if spec.tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [spec.tree, env.get("PYTHONPATH")]))
     return subprocess.Popen(
         spec.command(db, literal_cli=literal_cli, redis_url=redis_url),
         stdin=subprocess.DEVNULL,
@@ -361,11 +373,14 @@ def _run_chatbot(argv: Sequence[str]) -> int:
     name, factory = loop_factory(args.loop)  # as in chatbot.cli.main: uvloop if installed
     logging.getLogger("chatbot.cli").info("event loop: %s", name)
     brain = load_brain(args.brain)
+    # --durability (issue 16) is passed on when this chatbot has it (not an older --before-tree).
+    options = {"durability": args.durability} if hasattr(args, "durability") else {}
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(
-                run(args.host, args.port, brain, db=args.db, limits=limits, redis=args.redis)
-            )
+                run(args.host, args.port, brain, db=args.db, limits=limits, redis=args.redis,
+                    **options)
+            )  # fmt: skip
     finally:
         shutdown_process_pool()
     return 0

@@ -31,7 +31,7 @@ from chatbot.server.app import Chatbot, serve
 from chatbot.server.hub import Fanout
 from chatbot.server.limits import Limits
 from chatbot.storage.base import SESSION_TTL, Storage, check_ttl
-from chatbot.storage.sqlite import Store
+from chatbot.storage.sqlite import DURABILITY, Store
 
 __all__ = ["build_parser", "checkup_main", "loop_factory", "main", "run"]
 
@@ -59,6 +59,20 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help=f"how replies are made: {', '.join(BRAINS)}, or module:attribute for your own "
         "(default: %(default)s)",
     )
+    add_storage_options(parser)
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds, for argparse: ``--session-ttl 0`` is an error, said so."""
+    try:
+        return check_ttl(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
+
+
+# %% notebooks/09_launch.ipynb, code cell 23 (id 2098f77c)
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """Where the sessions are kept, for how long, and what an acknowledged message survives."""
     parser.add_argument(
         "--db",
         metavar="PATH",
@@ -82,17 +96,16 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="delete a session, with its history, once unused for this long; a room, once "
         "nobody wrote there for this long (default: %(default).0f, 30 days)",
     )
+    parser.add_argument(
+        "--durability",
+        choices=list(DURABILITY),
+        default="process",
+        help="what an acknowledged message survives in --db: the process dying (kill -9, a "
+        "crash), or a power cut too, at the cost of an fsync per commit (default: %(default)s)",
+    )
 
 
-def seconds(text: str) -> float:
-    """A positive number of seconds, for argparse: ``--session-ttl 0`` is an error, said so."""
-    try:
-        return check_ttl(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
-
-
-# %% notebooks/09_launch.ipynb, code cell 23 (id 142ec94d)
+# %% notebooks/09_launch.ipynb, code cell 24 (id 142ec94d)
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
     """What one client may do (notebook 05), with the shipped limits as defaults."""
     parser.add_argument(
@@ -150,7 +163,7 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# %% notebooks/09_launch.ipynb, code cell 24 (id 97c5be0e)
+# %% notebooks/09_launch.ipynb, code cell 25 (id 97c5be0e)
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for ``python -m chatbot``."""
     parser = argparse.ArgumentParser(
@@ -184,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# %% notebooks/09_launch.ipynb, code cell 26 (id 4c910381)
+# %% notebooks/09_launch.ipynb, code cell 27 (id 4c910381)
 def stop_on_signals() -> asyncio.Event:
     """Return an event that SIGINT (Ctrl+C) and SIGTERM set, instead of ending the process."""
     stop = asyncio.Event()
@@ -198,14 +211,15 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def open_storage(
-    db: str, redis: str | None, session_ttl: float = SESSION_TTL
+    db: str, redis: str | None, session_ttl: float = SESSION_TTL, durability: str = "process"
 ) -> tuple[Storage, Fanout | None]:
     """Open where the sessions live: the SQLite file ``db``, or Redis if ``redis`` names one.
 
-    With Redis, rooms are shared with every server using it (notebook 08), through the fan-out.
+    With Redis, rooms are shared with every server using it (notebook 08), through the fan-out,
+    and what a write survives is Redis's own setting (``appendfsync``), not ``durability``.
     """
     if redis is None:
-        return await Store.open(db, session_ttl=session_ttl), None
+        return await Store.open(db, session_ttl=session_ttl, durability=durability), None
     try:  # imported here and only here: --redis is the one option that needs the redis package
         from chatbot.storage.redis import open_redis
     except ImportError as exc:
@@ -228,7 +242,7 @@ async def listen(brain: Brain, host: str, port: int, **options: Any) -> Chatbot:
         ) from exc
 
 
-# %% notebooks/09_launch.ipynb, code cell 27 (id 9815c940)
+# %% notebooks/09_launch.ipynb, code cell 28 (id 9815c940)
 async def run(
     host: str,
     port: int,
@@ -238,10 +252,11 @@ async def run(
     limits: Limits | None = None,
     redis: str | None = None,
     session_ttl: float = SESSION_TTL,
+    durability: str = "process",
 ) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
     stop = stop_on_signals()
-    store, fanout = await open_storage(db, redis, session_ttl)
+    store, fanout = await open_storage(db, redis, session_ttl, durability)
     try:
         server = await listen(brain, host, port, store=store, limits=limits, fanout=fanout)
         try:
@@ -260,7 +275,7 @@ async def run(
     await brain.aclose()
 
 
-# %% notebooks/09_launch.ipynb, code cell 28 (id d543bfba)
+# %% notebooks/09_launch.ipynb, code cell 29 (id d543bfba)
 def loop_factory(
     choice: str = "auto",
 ) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
@@ -287,7 +302,7 @@ def loop_factory(
     return f"uvloop {importlib.metadata.version('uvloop')}", uvloop.new_event_loop
 
 
-# %% notebooks/09_launch.ipynb, code cell 30 (id 6f10b9a2)
+# %% notebooks/09_launch.ipynb, code cell 31 (id 6f10b9a2)
 def checkup_main(argv: list[str]) -> int:
     """``python -m chatbot doctor``: check this machine for the workshop (section 9).
 
@@ -316,7 +331,7 @@ def checkup_main(argv: list[str]) -> int:
     return 1 if any(check.status == "fail" for check in checks) else 0
 
 
-# %% notebooks/09_launch.ipynb, code cell 31 (id db073dc1)
+# %% notebooks/09_launch.ipynb, code cell 32 (id db073dc1)
 def make_brain(args: argparse.Namespace) -> Brain:
     """The brain ``--brain`` names; the llm brain with ``--llm-url`` and ``--llm-model``."""
     if args.brain == "llm":
@@ -358,10 +373,11 @@ def serve_until_stopped(args: argparse.Namespace, brain: Brain) -> None:
     with asyncio.Runner(loop_factory=factory) as runner:
         limits = limits_from(args)
         options = {"db": args.db, "limits": limits, "redis": args.redis}
+        options["durability"] = args.durability
         runner.run(run(args.host, args.port, brain, session_ttl=args.session_ttl, **options))
 
 
-# %% notebooks/09_launch.ipynb, code cell 32 (id 9488a04f)
+# %% notebooks/09_launch.ipynb, code cell 33 (id 9488a04f)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process's exit status."""
     argv = sys.argv[1:] if argv is None else argv

@@ -138,6 +138,10 @@ COVERAGE: dict[tuple[str, int], tuple[str, str]] = {
         "What does blocking the event loop mean?",
         "what does a blocking brain do to the latency of everyone",
     ),
+    ("07", 5): (
+        "Why does SQLite run in its own thread?",
+        "what does group commit save on each fsync",
+    ),
     ("08", 1): ("How do I run several server processes?", "what does one process keep to itself"),
     ("08", 2): ("What does Redis pub/sub do in the chatbot?", "what is redis for in this notebook"),
     ("08", 3): (

@@ -136,6 +136,7 @@ async def test_chunks_arrive_in_order_and_join_to_the_reply(
 ) -> None:
     async def words(message: str) -> AsyncIterator[str]:
         for word in message.split():
+            await asyncio.sleep(0)  # the brain waits between words: each goes out on its own
             yield word + " "
 
     async with serve_on(backend, words) as server, json_client(server.url) as ws:
@@ -147,6 +148,31 @@ async def test_chunks_arrive_in_order_and_join_to_the_reply(
                 chunks.append(message["text"])
         assert chunks == ["one ", "two ", "three ", "four "]
         assert message["text"] == "".join(chunks)
+
+
+async def test_chunks_made_without_waiting_travel_in_one_frame(
+    backend: tuple[str, str] | None,
+) -> None:
+    # Issue 16: a brain that yields word after word without waiting (ELIZA) costs one frame,
+    # not one per word; a wait in between sends what was gathered so far.
+    async def words(message: str) -> AsyncIterator[str]:
+        for word in message.split():
+            if word == "|":
+                await asyncio.sleep(0.01)
+                continue
+            yield word + " "
+
+    async with serve_on(backend, words) as server, json_client(server.url) as ws:
+        await expect(ws, "welcome")
+        await ws.send(json.dumps({"type": "message", "text": "one two | three four"}))
+        kinds, chunks = [], []
+        while (message := await receive(ws))["type"] != "reply.end":
+            kinds.append(message["type"])
+            if message["type"] == "reply.chunk":
+                chunks.append(message["text"])
+        assert kinds == ["ack", "reply.start", "reply.chunk", "reply.chunk"]
+        assert chunks == ["one two ", "three four "]
+        assert message["text"] == "one two three four "
 
 
 async def test_stop_cancels_the_reply_promptly_and_stores_it_as_stopped(
@@ -496,3 +522,15 @@ async def test_the_brains_memory_survives_a_restart(tmp_path: Path) -> None:
                 await ws.send(json.dumps({"type": "resume", "session": session}))
                 await expect(ws, "history")
                 assert (await say(ws, last_said))[1]["text"] == last_reply
+
+
+def test_the_memory_snapshot_is_the_same_text_for_the_same_memory() -> None:
+    # Issue 16: orjson when it can (sorted keys), the standard library for what orjson refuses.
+    from chatbot.server.hub import _snapshot
+
+    assert _snapshot({"b": 1, "a": {"y": [1, 2], "x": None}}) == _snapshot(
+        {"a": {"x": None, "y": [1, 2]}, "b": 1}
+    )
+    assert _snapshot({}) == "{}"  # what the hub compares with for a brain without memory
+    assert _snapshot({1: "not a string key"}) == '{"1": "not a string key"}'
+    assert "frozenset({1})" in _snapshot({"odd": frozenset({1})})  # not JSON: its repr

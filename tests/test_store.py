@@ -558,3 +558,37 @@ async def test_ping_fails_when_the_sqlite_store_cannot_write(
             other.rollback()
             other.close()
         await store.ping()  # writable again: ready again
+
+
+async def test_append_soon_tells_the_seq_before_the_commit_and_it_is_the_stored_one(
+    tmp_path: Path,
+) -> None:
+    # Issue 16: the hub sends a reply's end before its commit, with this seq.
+    async with await Store.open(tmp_path / "chat.db") as store:
+        seq, written = store.append_soon("c", "user", "Ada", "first")
+        assert seq is None  # nothing known of this conversation yet
+        assert (await written).seq == 1
+        told = [store.append_soon("c", "bot", "echo", f"m{n}") for n in range(5)]
+        assert [seq for seq, _ in told] == [2, 3, 4, 5, 6]
+        assert [(await written).seq for _, written in told] == [2, 3, 4, 5, 6]
+        assert (await store.append("c", "user", "Ada", "last")).seq == 7
+
+
+async def test_append_soon_forgets_its_count_when_a_commit_fails(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "chat.db") as store:
+        await store.append("c", "user", "Ada", "first")
+        other = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+        try:
+            other.execute("CREATE TRIGGER no_bots BEFORE INSERT ON messages WHEN NEW.role = 'bot' "
+                          "BEGIN SELECT RAISE(ABORT, 'no bots'); END")  # fmt: skip
+            seq, written = store.append_soon("c", "bot", "echo", "refused")
+            assert seq == 2
+            with pytest.raises(StoreError, match="no bots"):
+                await written
+            other.execute("DROP TRIGGER no_bots")
+        finally:
+            other.close()
+        # The count was forgotten: not known, then learned again from what is stored.
+        seq, written = store.append_soon("c", "bot", "echo", "accepted")
+        assert (seq, (await written).seq) == (None, 2)
+        assert store.append_soon("c", "user", "Ada", "next")[0] == 3

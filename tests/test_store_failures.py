@@ -176,3 +176,36 @@ async def test_a_stopped_redis_gives_store_failed_not_1011(
     async with redis_server(tmp_path) as (server, down):
         await check_redis_path(server, down, path)
     assert errors(caplog) == []
+
+
+NO_BOTS = (
+    "CREATE TRIGGER no_bots BEFORE INSERT ON messages WHEN NEW.role = 'bot' "
+    "BEGIN SELECT RAISE(ABORT, 'no bots'); END"
+)
+
+
+async def test_a_reply_that_cannot_be_stored_after_its_end_is_followed_by_store_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 16: reply.end leaves before the reply's commit (docs/protocol.md). If that commit
+    # fails, store_failed follows; the user's message, acknowledged, is stored all the same.
+    caplog.set_level(logging.WARNING)
+    path = tmp_path / "chat.db"
+    async with await Store.open(path) as store, serve(port=0, store=store) as server:
+        async with json_client(server.url) as ada:
+            session = (await expect(ada, "welcome"))["session"]
+            await say(ada, "hello")  # the store knows this conversation's count from now on
+            other = sqlite3.connect(path, isolation_level=None)
+            try:
+                other.execute(NO_BOTS)
+                ack, end = await say(ada, "again")
+                assert (end["text"], end["seq"]) == ("again", ack["seq"] + 1)
+                error = await expect(ada, "error")
+                assert error["code"] == "store_failed"
+                assert error["message"].startswith("The reply could not be stored")
+            finally:
+                other.close()
+        stored = await store.history(session, limit=10)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "chatbot.server.hub"]
+    assert len(warnings) == 1 and warnings[0].startswith("cannot store a reply in ")
+    assert [(m.role, m.text) for m in stored][-1:] == [("user", "again")]

@@ -5,7 +5,7 @@
 """Durable sessions and conversations in SQLite, written without ever blocking the event loop.
 
 One thread owns the connection and group-commits; coroutines await futures that it resolves
-after COMMIT, so :meth:`Store.append` returns once the message is on disk.
+after COMMIT, so :meth:`Store.append` returns once the message is committed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from chatbot.storage.base import (
     to_json,
 )
 
-__all__ = ["SCHEMA_VERSION", "Store"]
+__all__ = ["DURABILITY", "SCHEMA_VERSION", "Store"]
 
 
 # %% notebooks/04_many-clients.ipynb, code cell 13 (id c19)
@@ -55,6 +55,10 @@ SCHEMA_VERSION: Final = 2  # 2: the last use of each conversation, and a heartbe
 # Another process (a notebook peeking at the server's file) may hold the write lock for a moment:
 # wait for it this long, on the store's thread, before failing.
 BUSY_TIMEOUT_MS: Final = 5000
+
+# What an acknowledged write survives (section 6), and the `synchronous` setting that keeps it:
+# "process": the process dying (kill -9, a crash); "power": a power cut too (an fsync per commit).
+DURABILITY: Final = {"process": "NORMAL", "power": "FULL"}
 
 
 @dataclass(eq=False)
@@ -103,6 +107,8 @@ class Store:
         """Use :meth:`Store.open`: it starts the store's thread and opens the file."""
         self._writer = writer
         self._closed = False
+        self._counted: dict[str, int] = {}  # conversation -> the last seq given out (append_soon)
+        self._on_the_way: dict[str, int] = {}  # conversation -> its writes not settled yet
         # A store that is garbage-collected unclosed still closes its connection and thread.
         self._finalizer = weakref.finalize(self, writer.queue.put, _CLOSE)
 
@@ -124,6 +130,7 @@ class Store:
         batch_limit: int = 256,
         session_ttl: float = SESSION_TTL,
         clock: Callable[[], float] = time.time,
+        durability: str = "process",
     ) -> Self:
         """Open the store file at ``path``, creating it and its tables if missing.
 
@@ -133,19 +140,18 @@ class Store:
             batch_limit: the most writes committed in one transaction.
             session_ttl: seconds a session or a room may stay unused before it is deleted.
             clock: where the store reads the time; tests pass a clock they can move.
+            durability: what an acknowledged write survives: ``"process"`` (the default), the
+                process dying; ``"power"``, a power cut too, at the cost of an fsync per commit.
 
         Raises:
             StoreError: the folder does not exist, the file is not a store, or it was written
                 by a newer chatbot.
-            ValueError: ``batch_limit`` or ``session_ttl`` is not a positive number.
+            ValueError: ``batch_limit``, ``session_ttl`` or ``durability`` is not allowed.
         """
-        if not isinstance(batch_limit, int) or batch_limit < 1:
-            raise ValueError(f"batch_limit must be a positive integer, got {batch_limit!r}")
-        writer = _Writer(os.fspath(path), batch_limit, check_ttl(session_ttl), clock)
+        writer = _Writer(os.fspath(path), batch_limit, check_ttl(session_ttl), clock, durability)
         writer.thread.start()
         try:
-            # Opening reads the disk, and may wait for a lock: wait on a worker thread.
-            await asyncio.to_thread(writer.ready.wait)
+            await asyncio.to_thread(writer.ready.wait)  # opening may wait for the disk, a lock
         except BaseException:
             writer.queue.put(_CLOSE)  # cancelled: the thread must not outlive us, unowned
             raise
@@ -159,7 +165,7 @@ class Store:
     async def append(
         self, conversation: str, role: str, author: str, text: str, status: str = "complete"
     ) -> StoredMessage:
-        """Store a message at the end of a conversation; return once it is durably on disk.
+        """Store a message at the end of a conversation; return once it is committed.
 
         Concurrent appends to one conversation get increasing ``seq`` numbers in the order
         they were called. A message is a use of its conversation: it will not expire soon.
@@ -180,19 +186,56 @@ class Store:
             stored = await store.append(session.id, "user", "Ada", "Hello!")
             await send_ack(stored.seq)   # write before you acknowledge
         """
+        _seq, written = self.append_soon(conversation, role, author, text, status)
+        return await written
+
+    # %% notebooks/04_many-clients.ipynb, code cell 17 (id dbba57aa)
+    def append_soon(
+        self, conversation: str, role: str, author: str, text: str, status: str = "complete"
+    ) -> tuple[int | None, asyncio.Future[StoredMessage]]:
+        """Queue a message now; return the ``seq`` it will get (``None``: not known yet) and
+        a future that :meth:`append` awaits: the stored message, once committed.
+
+        The seq is counted on the event loop: the last one the store saw committed in that
+        conversation, with nothing else on the way, plus the writes queued there since. A
+        failed commit, expiry or another process writing there can make the count wrong: then
+        the store counts again from the next stored message. The future's ``seq`` is the truth.
+        """
         if role not in ROLES:
             raise ValueError(f"role must be 'user' or 'bot', got {role!r}")
         if status not in STATUSES:
             raise ValueError(f"status must be 'complete', 'stopped' or 'partial', got {status!r}")
         sequences, now = self._writer.sequences, self._writer.clock()
-        return await self._submit(
+        written = self._submit(
             lambda connection: _insert_message(
                 connection, sequences, conversation, role, author, text, status, now
             ),
             write=True,
         )
+        last = self._counted.get(conversation)
+        seq = None if last is None else last + 1
+        if seq is not None:
+            self._counted[conversation] = seq
+        self._on_the_way[conversation] = self._on_the_way.get(conversation, 0) + 1
+        written.add_done_callback(lambda done: self._count(conversation, seq, done))
+        return seq, written
 
-    # %% notebooks/04_many-clients.ipynb, code cell 17 (id c25)
+    # %% notebooks/04_many-clients.ipynb, code cell 18 (id 83084a86)
+    def _count(self, conversation: str, seq: int | None, done: asyncio.Future[Any]) -> None:
+        # On the loop, when a write's outcome is known. (A cancelled caller cancels the future:
+        # its write may still commit, so its seq is unknown, as after a failure.)
+        left = self._on_the_way.pop(conversation) - 1
+        if left:
+            self._on_the_way[conversation] = left
+        stored = None if done.cancelled() or done.exception() else done.result()
+        if stored is None or (seq is not None and stored.seq != seq):
+            self._counted.pop(conversation, None)  # wrong or unknown: learn it again
+        elif not left:  # nothing else on the way: the next seq is exactly this one's + 1
+            if len(self._counted) >= _Sequences.LIMIT:
+                self._counted.clear()  # bounded, like the thread's own cache
+            self._counted[conversation] = stored.seq
+
+    # %% notebooks/04_many-clients.ipynb, code cell 19 (id c25)
     async def history(self, conversation: str, *, limit: int = 200) -> list[StoredMessage]:
         """Return the newest ``limit`` messages of a conversation, oldest first.
 
@@ -221,7 +264,7 @@ class Store:
         now = self._writer.clock()
         await self._submit(lambda connection: _beat(connection, now), write=True)
 
-    # %% notebooks/04_many-clients.ipynb, code cell 18 (id c27)
+    # %% notebooks/04_many-clients.ipynb, code cell 20 (id c27)
     async def create_session(self, name: str, *, session_id: str | None = None) -> SessionRecord:
         """Create a session, no room and an empty state, with a new unguessable id.
 
@@ -249,7 +292,7 @@ class Store:
             lambda connection: _select_session(connection, session_id, now), write=True
         )
 
-    # %% notebooks/04_many-clients.ipynb, code cell 19 (id c28)
+    # %% notebooks/04_many-clients.ipynb, code cell 21 (id c28)
     async def save_session(
         self,
         session_id: str,
@@ -288,7 +331,7 @@ class Store:
                 write=True,
             )
 
-    # %% notebooks/04_many-clients.ipynb, code cell 20 (id c30)
+    # %% notebooks/04_many-clients.ipynb, code cell 22 (id c30)
     async def close(self) -> None:
         """Run every write already submitted, then close the file and stop the thread.
 
@@ -323,7 +366,7 @@ class Store:
                 "with `await Store.open(path)`"
             )
 
-    # %% notebooks/04_many-clients.ipynb, code cell 21 (id c31)
+    # %% notebooks/04_many-clients.ipynb, code cell 23 (id c31)
     @property
     def path(self) -> str:
         """The file the store keeps its data in, or ``":memory:"``."""
@@ -343,7 +386,7 @@ class Store:
         state = "closed" if self._closed else f"{self.commits} commits"
         return f"<Store {self.path!r} {state}>"
 
-    # %% notebooks/04_many-clients.ipynb, code cell 47 (id 2f0936ad)
+    # %% notebooks/04_many-clients.ipynb, code cell 50 (id 2f0936ad)
     async def expire(self) -> int:
         """Delete now every session and room unused for longer than ``session_ttl``.
 
@@ -372,14 +415,19 @@ class Store:
         return self._writer.session_ttl
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 29 (id c45)
+# %% notebooks/04_many-clients.ipynb, code cell 32 (id c45)
 class _Writer:
     """The thread that owns the SQLite connection, and the queue that feeds it."""
 
     def __init__(
-        self, path: str, batch_limit: int, session_ttl: float, clock: Callable[[], float]
-    ) -> None:
-        self.path = path
+        self, path: str, batch_limit: int, session_ttl: float, clock: Callable[[], float],
+        durability: str = "process",
+    ) -> None:  # fmt: skip
+        if not isinstance(batch_limit, int) or batch_limit < 1:
+            raise ValueError(f"batch_limit must be a positive integer, got {batch_limit!r}")
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be 'process' or 'power', got {durability!r}")
+        self.path, self.durability = path, durability
         self.batch_limit = batch_limit
         self.session_ttl = session_ttl
         self.clock = clock  # what "last used" and "idle" are measured with
@@ -394,10 +442,10 @@ class _Writer:
         # Nothing acknowledged is lost by it: an acknowledged write was committed already.
         self.thread = threading.Thread(target=self.run, name=f"chatbot store {path}", daemon=True)
 
-    # %% notebooks/04_many-clients.ipynb, code cell 30 (id b84e6996)
+    # %% notebooks/04_many-clients.ipynb, code cell 33 (id b84e6996)
     def run(self) -> None:
         try:
-            connection = _connect(self.path)
+            connection = _connect(self.path, self.durability)
         except BaseException as exc:
             self.opened = exc
             return
@@ -418,7 +466,7 @@ class _Writer:
                     self._resolve([item], [(None, failed)])
             logger.debug("store %s closed after %d commits", self.path, self.commits)
 
-    # %% notebooks/04_many-clients.ipynb, code cell 31 (id c47)
+    # %% notebooks/04_many-clients.ipynb, code cell 34 (id c47)
     def _serve(self, connection: sqlite3.Connection) -> None:
         held: _Operation | _Close | _Expire | None = None  # taken from the queue, not yet run
         while True:
@@ -447,7 +495,7 @@ class _Writer:
                 batch.append(following)
             self._commit(batch, connection)
 
-    # %% notebooks/04_many-clients.ipynb, code cell 32 (id c49)
+    # %% notebooks/04_many-clients.ipynb, code cell 35 (id c49)
     def _resolve(
         self, batch: list[_Operation], outcomes: Sequence[tuple[Any, BaseException | None]]
     ) -> None:
@@ -464,7 +512,7 @@ class _Writer:
                 # The loop is closed: nobody is waiting any more. A write was still committed.
                 logger.debug("store %s: dropped results for a closed event loop", self.path)
 
-    # %% notebooks/04_many-clients.ipynb, code cell 34 (id c52)
+    # %% notebooks/04_many-clients.ipynb, code cell 37 (id c52)
     def _commit(self, batch: list[_Operation], connection: sqlite3.Connection) -> None:
         try:
             outcomes = self._transaction(batch, connection, isolate=False)
@@ -493,7 +541,7 @@ class _Writer:
         error.__cause__ = exc
         return error
 
-    # %% notebooks/04_many-clients.ipynb, code cell 35 (id c53)
+    # %% notebooks/04_many-clients.ipynb, code cell 38 (id c53)
     def _transaction(
         self, batch: list[_Operation], connection: sqlite3.Connection, *, isolate: bool
     ) -> list[tuple[Any, Exception | None]]:
@@ -529,7 +577,7 @@ class _Writer:
         except Exception as exc:
             return None, exc
 
-    # %% notebooks/04_many-clients.ipynb, code cell 46 (id e77ce6b5)
+    # %% notebooks/04_many-clients.ipynb, code cell 49 (id e77ce6b5)
     def _expire(self, connection: sqlite3.Connection) -> None:
         # One batch, in its own transaction, between the callers' batches. Nobody waits for it,
         # so a failure (a lock held too long, a full disk) is logged, and a later run tries again.
@@ -551,7 +599,7 @@ class _Writer:
             self.queue.put(_EXPIRE)  # more to do: after what the callers queued meanwhile
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 33 (id c50)
+# %% notebooks/04_many-clients.ipynb, code cell 36 (id c50)
 def _set_outcomes(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
     # Runs on the event loop's thread, called by call_soon_threadsafe.
     for future, result, error in settled:
@@ -563,7 +611,7 @@ def _set_outcomes(settled: list[tuple[asyncio.Future[Any], Any, BaseException | 
             future.set_result(result)
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 37 (id c57)
+# %% notebooks/04_many-clients.ipynb, code cell 40 (id c57)
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS sessions (
         id TEXT PRIMARY KEY,
@@ -600,7 +648,7 @@ ADOPT: Final = """INSERT OR IGNORE INTO conversations (id, used)
     ) GROUP BY id"""
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 38 (id c57b)
+# %% notebooks/04_many-clients.ipynb, code cell 41 (id c57b)
 def _create_schema(connection: sqlite3.Connection, path: str) -> None:
     # IMMEDIATE takes the write lock first: two processes opening a new file at once cannot
     # both decide to create the tables.
@@ -624,8 +672,8 @@ def _create_schema(connection: sqlite3.Connection, path: str) -> None:
         raise
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 39 (id c58)
-def _connect(path: str) -> sqlite3.Connection:
+# %% notebooks/04_many-clients.ipynb, code cell 42 (id c58)
+def _connect(path: str, durability: str = "process") -> sqlite3.Connection:
     in_memory = path in (":memory:", "")  # "" is SQLite's private temporary database
     if not in_memory:
         folder = Path(path).absolute().parent
@@ -643,17 +691,17 @@ def _connect(path: str) -> sqlite3.Connection:
         raise _cannot_open(path, exc) from exc
     try:
         if not in_memory:
-            # WAL: a commit appends to the -wal file (one fsync) instead of copying pages to a
+            # WAL: a commit appends to the -wal file (one write) instead of copying pages to a
             # rollback journal and back (several). Readers never wait for the writer.
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 logger.warning(
                     "%s: journal_mode is %s, not wal; commits will be slower", path, mode
                 )
-        # FULL: every commit is fsynced, so it survives a power cut, not only a killed process.
-        # (NORMAL in WAL mode fsyncs only at checkpoints: still safe against kill -9, but the
-        # last commits may vanish on power loss. We promise "acknowledged = on disk".)
-        connection.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode: a commit is written to the -wal file (the OS holds it, so a killed
+        # process loses nothing), fsynced only at checkpoints. FULL fsyncs every commit: only
+        # then does it survive a power cut too. Not a parameter: DURABILITY's values only.
+        connection.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         _create_schema(connection, path)
     except sqlite3.Error as exc:  # not a database, read-only, locked for too long...
@@ -665,7 +713,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 40 (id c60)
+# %% notebooks/04_many-clients.ipynb, code cell 43 (id c60)
 def _cannot_open(path: str, exc: sqlite3.Error) -> StoreError:
     return StoreError(
         f'cannot open the store "{path}": {exc}; pass the path of a chatbot store, '
@@ -699,7 +747,7 @@ class _Sequences:
         self.last.clear()
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 41 (id c61)
+# %% notebooks/04_many-clients.ipynb, code cell 44 (id c61)
 def _insert_message(
     connection: sqlite3.Connection,
     sequences: _Sequences,
@@ -734,7 +782,7 @@ def _insert_message(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 42 (id c62)
+# %% notebooks/04_many-clients.ipynb, code cell 45 (id c62)
 def _select_history(
     connection: sqlite3.Connection, conversation: str, limit: int
 ) -> list[StoredMessage]:
@@ -752,7 +800,7 @@ def _beat(connection: sqlite3.Connection, now: float) -> None:
     connection.execute("INSERT OR REPLACE INTO heartbeat VALUES (1, ?)", (now,))
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 43 (id c63)
+# %% notebooks/04_many-clients.ipynb, code cell 46 (id c63)
 def _touch(connection: sqlite3.Connection, conversation: str, now: float) -> None:
     # The conversation was used now: it expires session_ttl after its last use.
     connection.execute(
@@ -783,7 +831,7 @@ def _select_session(
     return SessionRecord(id_, name, room, json.loads(state), created)
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 44 (id ecdac6d3)
+# %% notebooks/04_many-clients.ipynb, code cell 47 (id ecdac6d3)
 def _update_session(
     connection: sqlite3.Connection, session_id: str, changes: dict[str, str | None], now: float
 ) -> None:
@@ -797,7 +845,7 @@ def _update_session(
     _touch(connection, session_id, now)
 
 
-# %% notebooks/04_many-clients.ipynb, code cell 45 (id 2f3b566a)
+# %% notebooks/04_many-clients.ipynb, code cell 48 (id 2f3b566a)
 # At most this many idle conversations deleted in one transaction: a long backlog (the first run
 # after an upgrade) goes in several, with the callers' writes in between.
 EXPIRE_BATCH: Final = 500

@@ -5,8 +5,8 @@
 """Launch the finished chatbot from a notebook: in the background, re-runnable, on a free port.
 
 ``python -m chatbot`` is the finished server in a terminal. In a notebook, a cell that awaits
-``serve_forever()`` holds the kernel until the server stops, and an interrupt lands only when that
-await ends: the launch must return at once and leave the server running in the kernel's loop.
+``serve_forever()`` holds the kernel until the server stops (an Interrupt stops both): the launch
+must return at once and leave the server running in the kernel's loop.
 :func:`launch` starts what the command line serves (the default brain, sessions in SQLite, the
 page, the limits) with :func:`~chatbot.workshop.background.start_background`, the one registry
 of servers running in this kernel, and running it again replaces the chatbot it started before.
