@@ -14,6 +14,18 @@ from websockets.asyncio.client import ClientConnection, connect
 from chatbot.brains.base import Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
+# The browser tests drive Debian's Chromium (or CHATBOT_CHROMIUM) with Playwright, headless.
+CHROMIUM = os.environ.get("CHATBOT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STARTUP_TIMEOUT = 30.0
 
 

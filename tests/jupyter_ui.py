@@ -30,19 +30,8 @@ import pytest
 from playwright.sync_api import Browser, Frame, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.helpers import ROOT
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT
 
-CHROMIUM = os.environ.get("CHATBOT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 START_TIMEOUT = 60.0  # seconds for a server to say it is ready (a cold JupyterHub takes ~5 s)
 STOP_TIMEOUT = 15.0  # seconds for a server to stop on SIGTERM before it is killed

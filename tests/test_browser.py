@@ -28,19 +28,9 @@ from chatbot import AssistantBrain, Conversation, serve
 from chatbot.brains.base import FunctionBrain, reply_text
 from chatbot.server.limits import Limits
 from chatbot.storage.sqlite import Store
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHATBOT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT = 15_000  # milliseconds: the longest any single wait on the page may take
 SCREENSHOTS = os.environ.get("CHATBOT_SCREENSHOTS") == "1"
 TOKEN = "abc"

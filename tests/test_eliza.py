@@ -6,7 +6,6 @@ import importlib.resources
 import json
 import random
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -317,18 +316,14 @@ def test_state_that_eliza_did_not_make_is_refused() -> None:
     )
 
 
-def test_replies_are_fast_enough_for_the_event_loop() -> None:
-    eliza = Eliza()
-    start = time.perf_counter()
-    play(eliza, [line for line, _ in CACM_1966])
-    typical = (time.perf_counter() - start) / len(CACM_1966)
-    # The worst text found: NEWKEY keywords, as many as MAX_TEXT allows.
-    start = time.perf_counter()
-    Eliza().respond("like " * MAX_TEXT)
-    worst = time.perf_counter() - start
-    # Measured: about 0.03 ms and 9 ms; the bounds leave room for slow CI machines.
-    assert typical < 0.002
-    assert worst < 0.1
+def test_the_work_of_a_reply_is_bounded_by_max_text() -> None:
+    # How fast a reply is gets measured in benchmarks/brains.py (about 0.03 ms typically, 9 ms
+    # for the worst text found), not asserted here: a machine's load would decide. What a test
+    # can check is the bound behind those figures: only MAX_TEXT characters are read, so no
+    # message, however long, costs more than the worst text of MAX_TEXT characters (NEWKEY
+    # keywords, as many as fit).
+    worst = "like " * MAX_TEXT
+    assert Eliza().respond(worst + "I am unhappy " * 1000) == Eliza().respond(worst[:MAX_TEXT])
 
 
 async def test_brain_streams_chunks_that_join_to_the_reply_and_keeps_state() -> None:
