@@ -194,7 +194,10 @@ async def test_a_reply_that_cannot_be_stored_after_its_end_is_followed_by_store_
     async with await Store.open(path) as store, serve(port=0, store=store) as server:
         async with json_client(server.url) as ada:
             session = (await expect(ada, "welcome"))["session"]
-            await say(ada, "hello")  # the store knows this conversation's count from now on
+            await say(ada, "hello")
+            # The reply to "hello" commits after its end went out: wait for it (a write queued
+            # behind it), so that the store knows this conversation's count from now on.
+            await store.ping()
             other = sqlite3.connect(path, isolation_level=None)
             try:
                 other.execute(NO_BOTS)

@@ -395,15 +395,22 @@ class Channel:
         self.conversation.turns += [Turn("user", item.text), Turn("bot", text)]
         del self.conversation.turns[:-HISTORY_TURNS]
         what = (self.id, "bot", hub.brain.name, text, status)
-        if isinstance(hub.store, Store):
-            seq, written = hub.store.append_soon(*what)
-            if seq is not None:
-                written.add_done_callback(lambda done: self._stored(done, item.client))
+        failed: StoreError | None = None
+        try:
+            if isinstance(hub.store, Store):
+                seq, written = hub.store.append_soon(*what)
+                if seq is not None:
+                    written.add_done_callback(lambda done: self._stored(done, item.client))
+                else:
+                    seq = (await written).seq
             else:
-                seq = (await written).seq
-        else:
-            seq = (await hub.store.append(*what)).seq
+                seq = (await hub.store.append(*what)).seq
+        except StoreError as exc:  # not stored: the end carries no seq, an error follows it
+            seq, failed = None, exc
         self.broadcast(protocol.reply_end(reply, text, seq, status))
+        if failed is not None:
+            logger.warning("cannot store a reply in %s: %s", self.id, failed)
+            item.client.send(protocol.error("store_failed", REPLY_NOT_STORED))
         hub.log.record("reply", item.client.number, f"{status} {text[:50]!r}")
         if self.room is None and (self.conversation.state or self.saved_state != "{}"):
             # Saved only when the brain's memory changed: most replies of most brains leave it
@@ -411,8 +418,11 @@ class Channel:
             # keeps no memory at all does not even pay for the comparison.)
             state = _snapshot(self.conversation.state)
             if state != self.saved_state:
-                await hub.store.save_session(self.id, state=self.conversation.state)
-                self.saved_state = state
+                try:
+                    await hub.store.save_session(self.id, state=self.conversation.state)
+                    self.saved_state = state
+                except StoreError as exc:  # the memory is kept here; saved with the next reply
+                    logger.warning("cannot save the brains' memory in %s: %s", self.id, exc)
 
     def _stored(self, written: asyncio.Future[StoredMessage], client: Client) -> None:
         # A reply whose end went out before its commit: if the write failed, say so after all.

@@ -509,8 +509,9 @@ def reply_chunk(reply: str, text: str) -> str:
     return encode("reply.chunk", reply=reply, text=text)
 
 
-def reply_end(reply: str, text: str, seq: int, status: str) -> str:
-    """The reply is over: the full text, its place in the conversation, and how it ended."""
+def reply_end(reply: str, text: str, seq: int | None, status: str) -> str:
+    """The reply is over: the full text, its place in the conversation (``None``: it could not
+    be stored), and how it ended."""
     return encode("reply.end", reply=reply, text=text, seq=seq, status=status)
 
 

@@ -51,6 +51,10 @@ DEFAULT_PREFIX: Final = "chatbot:"
 """Put before every key and channel name, so one Redis can serve other programs too."""
 
 TIMEOUT: Final = 10.0  # seconds: an operation Redis does not answer in this time fails
+# What a Redis that went away raises: redis-py's errors, the socket's, and, on Pythons whose
+# transport.writelines() does not check for a lost connection (CPython gh-136234; seen on 3.12.1
+# when Redis stops mid-write), a TypeError or AttributeError from inside asyncio.
+REDIS_DOWN: Final = (RedisError, OSError, TypeError, AttributeError)
 T = TypeVar("T")
 
 
@@ -85,7 +89,7 @@ def _client(url: str, retry: Retry, timeout: float | None) -> aioredis.Redis:
 async def _ping(client: aioredis.Redis, url: str) -> None:
     try:
         await client.ping()
-    except (RedisError, OSError) as exc:
+    except REDIS_DOWN as exc:
         await client.aclose()
         raise StoreError(
             f"cannot reach Redis at {display_url(url)}: {str(exc).rstrip('.')}; start "
@@ -253,7 +257,7 @@ class RedisStore:
             operation.add(pipe)
         try:
             answers = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             # The connection failed: each waiting caller gets its own error to raise.
             for operation in batch:
                 error = StoreError(f'the store "{self.path}" failed: {exc}')
@@ -427,7 +431,7 @@ class RedisStore:
                 match = f"{self._prefix}{kind}:*"
                 async for key in self._redis.scan_iter(match=match, count=500):
                     given += await self._redis.eval(ADOPT, 1, key, self._ttl_ms)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise StoreError(f'the store "{self.path}" failed: {exc}') from exc
         return given
 
@@ -550,7 +554,7 @@ class RedisFanout(Fanout):
             self._confirmations[channel] = confirmed
             try:
                 await self._pubsub.subscribe(channel)
-            except (RedisError, OSError) as exc:  # Redis is away: the hub's typed error
+            except REDIS_DOWN as exc:  # Redis is away: the hub's typed error
                 del self._confirmations[channel]
                 where = display_url(self._url)
                 raise StoreError(f"Redis at {where} is unreachable ({exc})") from None
@@ -565,7 +569,7 @@ class RedisFanout(Fanout):
 
     async def unsubscribe(self, conversation: str) -> None:
         async with self._lock:
-            with contextlib.suppress(RedisError, OSError):  # a lost connection: nothing to do
+            with contextlib.suppress(*REDIS_DOWN):  # a lost connection: nothing to do
                 await self._pubsub.unsubscribe(self._channel(conversation))
 
     # %% notebooks/08_scale-out.ipynb, code cell 35 (id 2493f6af)
@@ -596,7 +600,7 @@ class RedisFanout(Fanout):
                     pipe.publish(channel, payload)
                 try:
                     await pipe.execute()
-                except (RedisError, OSError) as exc:
+                except REDIS_DOWN as exc:
                     logger.error("could not publish %d frames to Redis (%s)", len(batch), exc)
             if item is None:
                 return  # close() asked: everything before it was published
@@ -607,7 +611,7 @@ class RedisFanout(Fanout):
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=None)
-            except (RedisError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 if not lost:
                     where = display_url(self._url)
                     logger.warning("lost Redis pub/sub at %s (%s); retrying", where, exc)
@@ -654,7 +658,7 @@ class RedisFanout(Fanout):
                 f"{self._prefix}process:",
                 HEARTBEAT_TTL,
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             logger.warning("cannot count the members of %s in Redis (%s)", conversation, exc)
             return here
         return int(total)
@@ -663,7 +667,7 @@ class RedisFanout(Fanout):
         # Numbered across every process, or two guest-1 would meet in a room.
         try:
             return f"guest-{await self._redis.incr(f'{self._prefix}guests')}"
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             logger.warning("cannot number a guest in Redis (%s)", exc)
             return f"guest-{self.id}-{number}"
 
@@ -675,7 +679,7 @@ class RedisFanout(Fanout):
             await asyncio.sleep(HEARTBEAT_EVERY)
             try:
                 await self._heartbeat()
-            except (RedisError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 logger.warning("cannot renew this process's heartbeat in Redis (%s)", exc)
 
     # %% notebooks/08_scale-out.ipynb, code cell 39 (id 49b386e4)
@@ -688,7 +692,7 @@ class RedisFanout(Fanout):
             receivers = await self._redis.publish(
                 self._channel(conversation), f"{self.id}\n{STOP} {request}"
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             logger.warning("cannot ask the other processes to stop a reply (%s)", exc)
             return False
         if receivers <= 1:
@@ -734,7 +738,7 @@ class RedisFanout(Fanout):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_DOWN):
             pipe = self._redis.pipeline(transaction=False)
             for conversation in self._rooms:
                 pipe.hdel(f"{self._prefix}members:{conversation}", self.id)
