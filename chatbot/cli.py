@@ -210,6 +210,7 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+# %% notebooks/09_launch.ipynb, code cell 28 (id 66ce54cf)
 async def open_storage(
     db: str, redis: str | None, session_ttl: float = SESSION_TTL, durability: str = "process"
 ) -> tuple[Storage, Fanout | None]:
@@ -242,7 +243,7 @@ async def listen(brain: Brain, host: str, port: int, **options: Any) -> Chatbot:
         ) from exc
 
 
-# %% notebooks/09_launch.ipynb, code cell 28 (id 9815c940)
+# %% notebooks/09_launch.ipynb, code cell 29 (id 9815c940)
 async def run(
     host: str,
     port: int,
@@ -275,7 +276,7 @@ async def run(
     await brain.aclose()
 
 
-# %% notebooks/09_launch.ipynb, code cell 29 (id d543bfba)
+# %% notebooks/09_launch.ipynb, code cell 30 (id d543bfba)
 def loop_factory(
     choice: str = "auto",
 ) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
@@ -302,7 +303,7 @@ def loop_factory(
     return f"uvloop {importlib.metadata.version('uvloop')}", uvloop.new_event_loop
 
 
-# %% notebooks/09_launch.ipynb, code cell 31 (id 6f10b9a2)
+# %% notebooks/09_launch.ipynb, code cell 32 (id 6f10b9a2)
 def checkup_main(argv: list[str]) -> int:
     """``python -m chatbot doctor``: check this machine for the workshop (section 9).
 
@@ -331,7 +332,7 @@ def checkup_main(argv: list[str]) -> int:
     return 1 if any(check.status == "fail" for check in checks) else 0
 
 
-# %% notebooks/09_launch.ipynb, code cell 32 (id db073dc1)
+# %% notebooks/09_launch.ipynb, code cell 33 (id db073dc1)
 def make_brain(args: argparse.Namespace) -> Brain:
     """The brain ``--brain`` names; the llm brain with ``--llm-url`` and ``--llm-model``."""
     if args.brain == "llm":
@@ -363,6 +364,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
     )
 
 
+# %% notebooks/09_launch.ipynb, code cell 34 (id cc457e39)
 def serve_until_stopped(args: argparse.Namespace, brain: Brain) -> None:
     """Run the server in an event loop of its own (uvloop if installed) until a signal."""
     logging.basicConfig(
@@ -377,7 +379,7 @@ def serve_until_stopped(args: argparse.Namespace, brain: Brain) -> None:
         runner.run(run(args.host, args.port, brain, session_ttl=args.session_ttl, **options))
 
 
-# %% notebooks/09_launch.ipynb, code cell 33 (id 9488a04f)
+# %% notebooks/09_launch.ipynb, code cell 35 (id 9488a04f)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process's exit status."""
     argv = sys.argv[1:] if argv is None else argv
