@@ -355,6 +355,33 @@ async def _sample_cpu(state: _WorkerState, measure_from: float, measure_until: f
     state.cpu_end = time.process_time()
 
 
+async def _start_window(
+    spec: LoadSpec, index: int, state: _WorkerState, results: Any, go: Any, start_at: Any
+) -> tuple[float, float, asyncio.Task[None], asyncio.Task[None]] | None:
+    """Wait for the parent's "go" (None: it never came); start the CPU and progress watchers.
+
+    Returns the measured window (monotonic) and the two watchers, for :func:`_end_window`.
+    """
+    # The parent says "go" once every worker is connected; a parent gone means no go.
+    if not await asyncio.to_thread(go.wait, spec.connect_timeout + READY_GRACE * 2):
+        return None
+    # One wall-clock instant for every worker, turned into this process's monotonic clock.
+    begin = time.monotonic() + (start_at.value - time.time())
+    measure_from = begin + spec.warmup
+    measure_until = measure_from + spec.duration
+    await asyncio.sleep(max(0.0, begin - time.monotonic()))
+    cpu = asyncio.create_task(_sample_cpu(state, measure_from, measure_until))
+    progress = asyncio.create_task(_report_progress(results, index, state, measure_until))
+    return measure_from, measure_until, cpu, progress
+
+
+async def _end_window(cpu: asyncio.Task[None], progress: asyncio.Task[None]) -> None:
+    await cpu
+    progress.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await progress
+
+
 async def _worker_main(
     spec: LoadSpec, index: int, clients: int, first: int, results: Any, go: Any, start_at: Any
 ) -> None:
@@ -375,17 +402,10 @@ async def _worker_main(
             state.error(f"connect: {_error_kind(outcome)}")
     results.put(("ready", index, len(connections), dict(state.errors)))
     try:
-        # The parent says "go" once every worker is connected; a parent gone means no go.
-        started = await asyncio.to_thread(go.wait, spec.connect_timeout + READY_GRACE * 2)
-        if not started:
+        window = await _start_window(spec, index, state, results, go, start_at)
+        if window is None:
             return
-        # One wall-clock instant for every worker, turned into this process's monotonic clock.
-        begin = time.monotonic() + (start_at.value - time.time())
-        measure_from = begin + spec.warmup
-        measure_until = measure_from + spec.duration
-        await asyncio.sleep(max(0.0, begin - time.monotonic()))
-        cpu = asyncio.create_task(_sample_cpu(state, measure_from, measure_until))
-        progress = asyncio.create_task(_report_progress(results, index, state, measure_until))
+        measure_from, measure_until, cpu, progress = window
         clients_done = asyncio.gather(
             *(
                 _client(ws, spec, first + n, measure_from, measure_until, state)
@@ -397,10 +417,7 @@ async def _worker_main(
                 await clients_done
         except TimeoutError:
             pass  # every client cancelled has counted its "timeout" error
-        await cpu
-        progress.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress
+        await _end_window(cpu, progress)
     finally:
         await _close_all(connections)
         results.put(
@@ -442,15 +459,10 @@ async def _fast_worker_main(
             state.error(f"connect: {_error_kind(outcome)}")
     results.put(("ready", index, len(connections), dict(state.errors)))
     try:
-        started = await asyncio.to_thread(go.wait, spec.connect_timeout + READY_GRACE * 2)
-        if not started:
+        window = await _start_window(spec, index, state, results, go, start_at)
+        if window is None:
             return
-        begin = time.monotonic() + (start_at.value - time.time())
-        measure_from = begin + spec.warmup
-        measure_until = measure_from + spec.duration
-        await asyncio.sleep(max(0.0, begin - time.monotonic()))
-        cpu = asyncio.create_task(_sample_cpu(state, measure_from, measure_until))
-        progress = asyncio.create_task(_report_progress(results, index, state, measure_until))
+        measure_from, measure_until, cpu, progress = window
         for n, client in enumerate(connections):
             client.start(state, first + n, measure_from, measure_until, spec.max_round_trips)
         try:
@@ -459,10 +471,7 @@ async def _fast_worker_main(
         except TimeoutError:
             for client in connections:
                 client.timed_out()
-        await cpu
-        progress.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress
+        await _end_window(cpu, progress)
     finally:
         for client in connections:
             client.close()
