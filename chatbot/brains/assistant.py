@@ -41,7 +41,7 @@ __all__ += ["QUESTION_UNSURE", "UNSURE_THRESHOLD"]
 NOT_SURE = "I'm not sure."
 """How the assistant starts a reply to a question about the workshop it cannot place."""
 
-UNSURE_THRESHOLD = 0.4
+UNSURE_THRESHOLD = 0.5
 """Below the FAQ's threshold but at least this confident: a question of the field, not small
 talk, even without one of the field's words; it gets "I'm not sure. Did you mean: ...?"."""
 
@@ -72,7 +72,8 @@ _FIELD = """
     benchmark latency throughput load redis sqlite database store session room hub outbox
     backpressure chatbot bot brain faq eliza llm model error exception traceback deploy nginx
     docker workshop exercise checker sync handler fsync disconnect reconnect cancel healthz
-    readyz keepalive origin
+    readyz keepalive origin auth authentication oauth login jwt tls ssl certificate cookie cors
+    uvloop trio anyio request sleep tcp
     """
 FIELD_WORDS = frozenset(tokens(_FIELD))
 

@@ -72,7 +72,7 @@ STOP_WORDS = frozenset(
     basically bit bunch even exactly explained explains explanation guys hey kind made make makes
     ok okay pls plz seem seems simple simply someone somebody something sort stuff things wat whole
     words beginner beginners dummies newbie noob problem problems issue issues whose whom cant
-    couldnt wont wouldnt shouldnt didnt wasnt arent havent hasnt
+    couldnt wont wouldnt shouldnt didnt wasnt arent havent hasnt say says said saying
     """.split()
 )
 
