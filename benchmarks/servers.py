@@ -361,6 +361,7 @@ async def _serve_until_stopped(kind: str) -> None:
 
 def _run_chatbot(argv: Sequence[str]) -> int:
     # `python -m chatbot` (chatbot.cli.main) with BENCHMARK_LIMITS: same parser, same run().
+    from chatbot import cli
     from chatbot.brains.base import load_brain, shutdown_process_pool
     from chatbot.cli import build_parser, loop_factory, run
     from chatbot.server.limits import Limits
@@ -373,6 +374,8 @@ def _run_chatbot(argv: Sequence[str]) -> int:
     name, factory = loop_factory(args.loop)  # as in chatbot.cli.main: uvloop if installed
     logging.getLogger("chatbot.cli").info("event loop: %s", name)
     brain = load_brain(args.brain)
+    if hasattr(cli, "tune_gc"):  # as `python -m chatbot` does (not an older --before-tree)
+        cli.tune_gc()
     # --durability (issue 16) is passed on when this chatbot has it (not an older --before-tree).
     options = {"durability": args.durability} if hasattr(args, "durability") else {}
     try:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from chatbot.brains.base import load_brain
-from chatbot.cli import build_parser, listen, main
+from chatbot.cli import GC_YOUNG, build_parser, listen, main, tune_gc
 from chatbot.errors import PortInUseError
 from tests.helpers import (
     ServerProcess,
@@ -40,6 +42,27 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
 def test_defaults_are_loopback_port_8000_and_the_assistant() -> None:
     args = build_parser().parse_args([])
     assert (args.host, args.port, args.brain) == ("127.0.0.1", 8000, "assistant")
+
+
+def test_tune_gc_collects_young_objects_less_often_and_keeps_the_older_thresholds() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        young, middle, old = gc.get_threshold()
+        assert young == max(before[0], GC_YOUNG)
+        assert (middle, old) == before[1:]
+        assert gc.isenabled()  # less often, never off
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_a_notebook_launch_leaves_the_kernels_collector_alone() -> None:
+    # Only the command line owns its process; importing the package changes nothing.
+    code = "import gc; t = gc.get_threshold(); import chatbot.cli, chatbot.workshop.launch; "
+    code += "assert gc.get_threshold() == t, (t, gc.get_threshold())"
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 def test_unknown_brain_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
