@@ -11,7 +11,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from chatbot.brains.base import Conversation
+from chatbot.brains.base import Brain, Conversation
 
 ROOT = Path(__file__).resolve().parent.parent
 # The browser tests drive Debian's Chromium (or CHATBOT_CHROMIUM) with Playwright, headless.
@@ -129,6 +129,18 @@ async def chatbot_process(
 def pid_reply(message: str) -> str:
     """A brain for offload tests: says which process computed the reply."""
     return f"{os.getpid()} {message}"
+
+
+class TurnCounter(Brain):
+    """A brain that replies with how many turns of the conversation it was handed."""
+
+    name = "turn-counter"
+
+    def __init__(self, history: int | None) -> None:
+        self.history = history
+
+    async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
+        yield str(len(conversation.turns))
 
 
 def count_turns(message: str, conversation: Conversation) -> str:

@@ -20,7 +20,7 @@ from chatbot.brains.base import (
     reply_text,
     shutdown_process_pool,
 )
-from tests.helpers import chat, client, pid_reply
+from tests.helpers import TurnCounter, chat, client, pid_reply
 
 
 async def chunks_of(
@@ -252,3 +252,31 @@ def test_load_brain_by_name_or_module_attribute() -> None:
     )
     with pytest.raises(ChatbotError, match=r"^cannot load brain 'nowhere:x' from 'nowhere:x': "):
         load_brain("nowhere:x")
+
+
+def test_each_brain_says_how_many_turns_it_reads() -> None:
+    from chatbot.brains.llm import LlmBrain
+
+    def alone(message: str) -> str:
+        return message
+
+    def with_turns(message: str, conversation: Conversation) -> str:
+        return message
+
+    assert [load_brain(name).history for name in ("echo", "rules", "eliza", "faq")] == [0] * 4
+    assert load_brain("assistant").history == 0
+    assert LlmBrain.history is None  # it sends the conversation to the model
+    assert (as_brain(alone).history, as_brain(with_turns).history) == (0, None)
+    assert ChainBrain(alone, load_brain("eliza")).history == 0
+    assert ChainBrain(alone, with_turns).history is None
+    assert ChainBrain(alone, TurnCounter(3), TurnCounter(5)).history == 5
+
+
+@pytest.mark.parametrize(
+    ("history", "seen"), [(0, "0 0 0 0"), (2, "0 2 2 2"), (None, "0 2 4 6"), (300, "0 2 4 6")]
+)
+async def test_a_plain_text_server_keeps_only_the_turns_its_brain_reads(
+    history: int | None, seen: str
+) -> None:
+    async with serve(TurnCounter(history), port=0) as server, client(server.url) as ws:
+        assert " ".join([await chat(ws, "hi") for _ in range(4)]) == seen

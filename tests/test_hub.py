@@ -21,7 +21,7 @@ from chatbot import serve
 from chatbot.brains.base import Brain, Conversation
 from chatbot.server.limits import Limits
 from chatbot.storage.sqlite import Store
-from tests.helpers import chatbot_process
+from tests.helpers import TurnCounter, chatbot_process
 from tests.redis_server import serve_on
 
 PROTOCOL = "chatbot.v1"
@@ -534,3 +534,33 @@ def test_the_memory_snapshot_is_the_same_text_for_the_same_memory() -> None:
     assert _snapshot({}) == "{}"  # what the hub compares with for a brain without memory
     assert _snapshot({1: "not a string key"}) == '{"1": "not a string key"}'
     assert "frozenset({1})" in _snapshot({"odd": frozenset({1})})  # not JSON: its repr
+
+
+@pytest.mark.parametrize(("history", "seen"), [(0, ["0", "0", "0"]), (None, ["0", "2", "4"])])
+async def test_the_hub_keeps_only_the_turns_its_brain_reads_also_after_a_resume(
+    tmp_path: Path, history: int | None, seen: list[str]
+) -> None:
+    # The store keeps every message whatever the brain reads; memory keeps what it reads.
+    db = tmp_path / "chat.sqlite3"
+    async with (
+        await Store.open(db) as store,
+        serve(TurnCounter(history), port=0, store=store) as server,
+    ):
+        async with json_client(server.url) as ws:
+            session = (await receive(ws))["session"]
+            replies = []
+            for n in range(2):
+                await ws.send(json.dumps({"type": "message", "text": "hi", "id": f"m{n}"}))
+                replies.append((await expect(ws, "reply.chunk"))["text"])
+    async with (
+        await Store.open(db) as store,
+        serve(TurnCounter(history), port=0, store=store) as server,
+    ):
+        async with json_client(server.url) as ws:  # after a restart: resume
+            await receive(ws)
+            await ws.send(json.dumps({"type": "resume", "session": session}))
+            stored = (await expect(ws, "history"))["messages"]
+            await ws.send(json.dumps({"type": "message", "text": "hi", "id": "m2"}))
+            replies.append((await expect(ws, "reply.chunk"))["text"])
+    assert replies == seen
+    assert [m["role"] for m in stored] == ["user", "bot"] * 2  # the store kept them all

@@ -174,6 +174,7 @@ class AssistantBrain(Brain):
     """
 
     name = "assistant"
+    history = 0  # the topic is in conversation.state
 
     def __init__(
         self,

@@ -104,6 +104,9 @@ class Brain:
     """
 
     name: str = "brain"
+    history: int | None = None
+    """How many of the conversation's last turns it reads; None: all a server keeps. A brain
+    that keeps what it needs in ``conversation.state`` says 0: servers then keep no turns."""
 
     def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         """Stream the reply to ``message``, chunk by chunk."""
@@ -163,6 +166,7 @@ class EchoBrain(Brain):
     """Reply with the message itself, at once: for first steps, tests and benchmarks."""
 
     name = "echo"
+    history = 0  # it reads no turns
 
     async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         yield message
@@ -258,6 +262,7 @@ class FunctionBrain(Brain):
         self.name = name or str(getattr(function, "__name__", type(function).__name__))
         self.offload = offload
         self._takes_conversation = _takes_conversation(function)
+        self.history = None if self._takes_conversation else 0  # (message) alone: no turns
 
     def _arguments(self, message: str, conversation: Conversation) -> tuple[Any, ...]:
         return (message, conversation) if self._takes_conversation else (message,)
@@ -361,6 +366,8 @@ class ChainBrain(Brain):
             raise ValueError("a ChainBrain needs at least one brain")
         self.brains = [as_brain(brain) for brain in brains]
         self.name = name
+        read = [brain.history for brain in self.brains]  # the chain reads what they read
+        self.history = None if None in read else max(turns or 0 for turns in read)
 
     async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         for brain in self.brains:

@@ -1019,6 +1019,7 @@ class ElizaBrain(Brain):
     """
 
     name = "eliza"
+    history = 0  # her memory is in conversation.state
 
     def __init__(self, script: ElizaScript | None = None, *, chunk_delay: float = 0.0) -> None:
         self.script = script if script is not None else ElizaScript.load()

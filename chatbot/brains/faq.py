@@ -707,6 +707,7 @@ class FaqBrain(Brain):
     """
 
     name = "faq"
+    history = 0  # each question alone
 
     def __init__(
         self, knowledge: KnowledgeBase | None = None, threshold: float = DEFAULT_THRESHOLD

@@ -142,6 +142,7 @@ class RulesBrain(Brain):
     """
 
     name = "rules"
+    history = 0  # what it remembers is in conversation.state
 
     def __init__(
         self,

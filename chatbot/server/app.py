@@ -29,7 +29,7 @@ from chatbot.defaults import DEFAULT_HOST, DEFAULT_PORT
 from chatbot.events import EventLog
 from chatbot.server import web
 from chatbot.server.base import TEXT_ONLY, ChatServer, Starting, TextSession, echo
-from chatbot.server.hub import Fanout, Hub, bound_write_buffer
+from chatbot.server.hub import Fanout, Hub, bound_write_buffer, kept_turns
 from chatbot.server.limits import Limits, TokenBucket, client_address, is_local, origin_allowed
 from chatbot.server.protocol import PROTOCOL
 from chatbot.storage.base import Storage
@@ -38,8 +38,6 @@ from chatbot.storage.sqlite import Store
 __all__ = ["Chatbot", "serve"]
 
 logger = logging.getLogger(__name__)
-
-HISTORY_TURNS = 200  # the turns a brain sees in plain-text mode (as in JSON mode)
 
 
 # %% notebooks/06_browser-page.ipynb, code cell 18 (id 41a56b5c)
@@ -222,8 +220,10 @@ class Chatbot(ChatServer):
             if code is not None:
                 event = reply if code == "brain_error" else "the brain failed"
                 self.log.record("error", client, event)
-        conversation.turns += [Turn("user", message), Turn("bot", reply)]
-        del conversation.turns[:-HISTORY_TURNS]
+        keep = kept_turns(self.brain)  # as in JSON mode: what the brain reads, at most 200
+        if keep:
+            conversation.turns += [Turn("user", message), Turn("bot", reply)]
+            del conversation.turns[:-keep]
         return reply
 
 

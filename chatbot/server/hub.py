@@ -37,7 +37,7 @@ from chatbot.server.protocol import Join, Leave, ProtocolError, Resume, Say, Sto
 from chatbot.storage.base import Storage, StoredMessage, StoreError, new_session_id
 from chatbot.storage.sqlite import Store
 
-__all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox"]
+__all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox", "kept_turns"]
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 31 (id c30)
@@ -51,8 +51,16 @@ NOT_STORED = f"Your message was not stored: {STORE_DOWN}. Send it again in a mom
 REPLY_NOT_STORED = f"The reply could not be stored: {STORE_DOWN}."
 
 
-def _turns(messages: Iterable[StoredMessage]) -> list[Turn]:
-    return [Turn("user" if m.role == "user" else "bot", m.text) for m in messages]
+def kept_turns(brain: Brain) -> int:
+    """How many turns a conversation keeps in memory for ``brain``: what it reads (its
+    ``history``), at most HISTORY_TURNS. The store keeps them all; 0 saves a thousand
+    connections 200 objects each, which the garbage collector would walk (issue 16)."""
+    return HISTORY_TURNS if brain.history is None else min(brain.history, HISTORY_TURNS)
+
+
+def _turns(messages: Iterable[StoredMessage], keep: int = HISTORY_TURNS) -> list[Turn]:
+    turns = [Turn("user" if m.role == "user" else "bot", m.text) for m in messages]
+    return turns[len(turns) - keep :] if keep else []  # the last `keep`
 
 
 def _snapshot(state: dict[str, Any]) -> str:
@@ -392,8 +400,10 @@ class Channel:
         # The reply joins the conversation and is queued for the store; its end goes out at
         # once if the store can tell its seq already, else once it is stored.
         hub = self.hub
-        self.conversation.turns += [Turn("user", item.text), Turn("bot", text)]
-        del self.conversation.turns[:-HISTORY_TURNS]
+        keep = kept_turns(hub.brain)
+        if keep:  # a brain that reads no turns gets none kept for it
+            self.conversation.turns += [Turn("user", item.text), Turn("bot", text)]
+            del self.conversation.turns[:-keep]
         what = (self.id, "bot", hub.brain.name, text, status)
         failed: StoreError | None = None
         try:
@@ -472,7 +482,8 @@ class Channel:
         # them too, up to the message being answered.
         self.stale = False
         stored = await self.hub.store.history(self.id, limit=HISTORY_TURNS + 1)
-        self.conversation.turns = _turns(m for m in stored if m.seq < seq)
+        turns = (m for m in stored if m.seq < seq)
+        self.conversation.turns = _turns(turns, kept_turns(self.hub.brain))
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id c49)
@@ -793,7 +804,8 @@ class Hub:
                 except BaseException:
                     await self.fanout.unsubscribe(id)  # no channel: nobody listens here
                     raise
-                channel = Channel(self, id, room, Conversation(_turns(stored), dict(state)))
+                turns = _turns(stored, kept_turns(self.brain))
+                channel = Channel(self, id, room, Conversation(turns, dict(state)))
                 channel.saved_state = _snapshot(state)
                 self.channels[id] = channel
             channel.audience.add(client)
