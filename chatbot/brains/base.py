@@ -137,8 +137,7 @@ async def reply_text(brain: Brain, message: str, conversation: Conversation) -> 
         TypeError: the brain yielded something other than a string.
     """
     chunks = []
-    # aclosing: if we stop early (an error, a cancellation), the brain's generator is closed
-    # now, releasing what it holds, rather than whenever it is garbage-collected.
+    # aclosing: stopped early (an error, a cancel), the generator is closed now, not at GC.
     async with contextlib.aclosing(brain.stream(message, conversation)) as stream:  # type: ignore[type-var]
         async for chunk in stream:
             if not isinstance(chunk, str):
@@ -351,14 +350,12 @@ def as_brain(brain: BrainLike) -> Brain:
 
 # %% notebooks/03_response-generation.ipynb, code cell 21 (id fd92bcf3)
 class ChainBrain(Brain):
-    """Ask brains in order; the first that does not raise :class:`NoAnswer` replies.
+    """Ask brains in order; the first that does not raise :class:`NoAnswer` replies (the
+    chain raises NoAnswer from :meth:`stream` when every brain declined).
 
     Args:
         brains: the brains to try, in order (anything :func:`as_brain` takes).
         name: the chain's name.
-
-    Raises:
-        NoAnswer: from :meth:`stream`, when every brain in the chain declined.
     """
 
     def __init__(self, *brains: BrainLike, name: str = "chain") -> None:

@@ -20,7 +20,6 @@ from chatbot.brains.base import (
     Brain,
     BrainLike,
     Conversation,
-    Turn,
     as_brain,
     failure_reply,
     reply_text,
@@ -29,7 +28,7 @@ from chatbot.defaults import DEFAULT_HOST, DEFAULT_PORT
 from chatbot.events import EventLog
 from chatbot.server import web
 from chatbot.server.base import TEXT_ONLY, ChatServer, Starting, TextSession, echo
-from chatbot.server.hub import Fanout, Hub, bound_write_buffer, kept_turns
+from chatbot.server.hub import Fanout, Hub, bound_write_buffer, remember
 from chatbot.server.limits import Limits, TokenBucket, client_address, is_local, origin_allowed
 from chatbot.server.protocol import PROTOCOL
 from chatbot.storage.base import Storage
@@ -220,10 +219,7 @@ class Chatbot(ChatServer):
             if code is not None:
                 event = reply if code == "brain_error" else "the brain failed"
                 self.log.record("error", client, event)
-        keep = kept_turns(self.brain)  # as in JSON mode: what the brain reads, at most 200
-        if keep:
-            conversation.turns += [Turn("user", message), Turn("bot", reply)]
-            del conversation.turns[:-keep]
+        remember(conversation, self.brain, message, reply)  # the turns it reads, as in JSON mode
         return reply
 
 

@@ -37,7 +37,7 @@ from chatbot.server.protocol import Join, Leave, ProtocolError, Resume, Say, Sto
 from chatbot.storage.base import Storage, StoredMessage, StoreError, new_session_id
 from chatbot.storage.sqlite import Store
 
-__all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox", "kept_turns"]
+__all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox", "kept_turns", "remember"]
 
 
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 31 (id c30)
@@ -56,6 +56,14 @@ def kept_turns(brain: Brain) -> int:
     ``history``), at most HISTORY_TURNS. The store keeps them all; 0 saves a thousand
     connections 200 objects each, which the garbage collector would walk (issue 16)."""
     return HISTORY_TURNS if brain.history is None else min(brain.history, HISTORY_TURNS)
+
+
+def remember(conversation: Conversation, brain: Brain, message: str, reply: str) -> None:
+    """Add a message and its reply to the turns ``conversation`` keeps for ``brain``."""
+    keep = kept_turns(brain)
+    if keep:  # a brain that reads no turns gets none kept for it
+        conversation.turns += [Turn("user", message), Turn("bot", reply)]
+        del conversation.turns[:-keep]
 
 
 def _turns(messages: Iterable[StoredMessage], keep: int = HISTORY_TURNS) -> list[Turn]:
@@ -400,10 +408,7 @@ class Channel:
         # The reply joins the conversation and is queued for the store; its end goes out at
         # once if the store can tell its seq already, else once it is stored.
         hub = self.hub
-        keep = kept_turns(hub.brain)
-        if keep:  # a brain that reads no turns gets none kept for it
-            self.conversation.turns += [Turn("user", item.text), Turn("bot", text)]
-            del self.conversation.turns[:-keep]
+        remember(self.conversation, hub.brain, item.text, text)
         what = (self.id, "bot", hub.brain.name, text, status)
         failed: StoreError | None = None
         try:
