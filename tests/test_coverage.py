@@ -122,7 +122,7 @@ COVERAGE: dict[tuple[str, int], tuple[str, str]] = {
         "How do I launch the chatbot from the notebook?",
         "how do i start the finished server",
     ),
-    ("06", 3): ("How do I launch the chatbot from the notebook?", "how do i open the chat page"),
+    ("06", 3): ("How do I open the chat page?", "how do i open the chat page"),
     ("06", 4): (
         "How does the page find its WebSocket behind a proxy?",
         "how does the page find its socket url",

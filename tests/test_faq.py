@@ -175,7 +175,6 @@ ON_TOPIC = [
 
 # The questions above whose entry does not come first, with why.
 KNOWN_MISSES = {
-    "how do I call blocking code from asyncio": "'call' and 'async' find the requests.get entry",
     "how do I write a websocket client?": "'write' and 'websocket' find the testing entry",
 }
 

@@ -55,6 +55,19 @@ def test_notebook_is_committed_with_its_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_exported_cells_show_nothing(path: Path) -> None:
+    # A cell that defines part of the package shows no output: a constant's docstring left as
+    # the cell's last line is displayed by Jupyter, and reads as a stray string to a learner.
+    notebook = nbformat.read(path, as_version=4)
+    shown = [
+        f"code cell {n}: {cell.outputs[0].get('data', {}).get('text/plain', '')[:60]!r}"
+        for n, cell in enumerate(c for c in notebook.cells if c.cell_type == "code")
+        if cell.source.startswith("#| export") and cell.outputs
+    ]
+    assert not shown, f"{path.name}: exported cells with an output: {shown}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_has_the_workshop_structure(path: Path) -> None:
     # Where we are, what you'll learn, a diagram, an exercise that checks the learner's answer
     # with a solution to reveal, and a summary: what an instructor expects of every part.

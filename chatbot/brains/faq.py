@@ -8,9 +8,11 @@ Its knowledge base is a Markdown file that ships with the package (``chatbot/dat
 one ``## question`` heading per entry, optional ``Also:`` lines, then the answer, and optional
 ``### Example`` and ``### Why`` sections. Questions are ranked with BM25 over stemmed words (the
 Snowball stemmer, from PyStemmer), with a few synonyms of the field; an entry's questions count
-more than its answer. When even the best entry is not a confident match, the brain raises
-:class:`~chatbot.brains.base.NoAnswer`, so the next brain in a chain replies. Everything slow
-happens once, when the knowledge base is loaded: answering takes tens of microseconds.
+more than its answer, and BM25's best few are ranked again by their letters (pieces of three
+characters: "eventloop" is like "event loop"). When even the best entry is not a confident match,
+the brain raises :class:`~chatbot.brains.base.NoAnswer`, so the next brain in a chain replies.
+Everything slow happens once, when the knowledge base is loaded: answering takes tens of
+microseconds.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from chatbot.errors import ChatbotError
 
 __all__ = ["Entry", "FaqBrain", "KnowledgeBase", "KnowledgeBaseError", "Match", "tokens"]
 __all__ += ["ANSWER_WEIGHT", "BM25_B", "BM25_K1", "CONTEXT_WEIGHT", "DEFAULT_THRESHOLD"]
+__all__ += ["LETTERS_WEIGHT", "MAX_LETTERS_CHARS", "Letters", "letter_pieces"]
 __all__ += ["MAX_QUESTION_CHARS", "PHRASE_WEIGHT", "RERANKED", "STOP_WORDS", "SYNONYMS"]
 __all__ += ["answer_chunks", "focus"]
 
@@ -109,13 +112,13 @@ _SAME_AS = """
     javascript: js
     llm: gpt chatgpt openai ollama llama claude gemini
     """
+#: Each word learners type for another, and the word it is searched as.
 SYNONYMS = {
     word: meant.strip()
     for line in _SAME_AS.strip().splitlines()
     for meant, words in [line.split(":")]
     for word in words.split()
 }
-"""Each word learners type for another, and the word it is searched as."""
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 86 (id da1f57be)
@@ -378,7 +381,61 @@ def _postings(
     return postings
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 95 (id ef6dcede)
+# %% notebooks/03_response-generation.ipynb, code cell 95 (id c3138d78)
+LETTERS_WEIGHT = 2.0
+"""How much more an entry of BM25's best few scores when its letters are the most alike (x3);
+the others grow in proportion to their likeness."""
+
+MAX_LETTERS_CHARS = 300
+"""How many characters of a question are cut into pieces: a long paste costs no more than this."""
+
+Letters = list[tuple[set[str], float]]
+"""A question's pieces, in sets, each with its factor (see ``KnowledgeBase._letters``)."""
+
+
+@lru_cache(maxsize=4096)  # words come back: "how", "the", "asyncio" are cut once
+def _word_pieces(word: str) -> frozenset[str]:
+    padded = f" {word} "
+    return frozenset(padded[start : start + 3] for start in range(len(padded) - 2))
+
+
+def letter_pieces(text: str) -> set[str]:
+    """The pieces of three characters of each word of ``text``, case folded, with a space on
+    either side of the word: "loop" gives " lo", "loo", "oop" and "op "."""
+    return set().union(*map(_word_pieces, text.casefold().split()))
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 97 (id 6695137b)
+def _length(weights: Iterable[float]) -> float:
+    return math.sqrt(math.fsum(weight * weight for weight in weights)) or 1.0
+
+
+def _letter_profiles(texts: list[list[str]]) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The idf of each piece over all phrasings, and each entry's profile (the sum of its
+    phrasings', scaled to length 1); ``texts`` has each entry's phrasings. A profile's weights
+    are multiplied by the idf once more: a question's piece weighs its idf, so a likeness is
+    one sum."""
+    pieces = [[letter_pieces(text) for text in phrasings] for phrasings in texts]
+    having: dict[str, int] = {}
+    for phrasings in pieces:
+        for found in phrasings:
+            for piece in found:
+                having[piece] = having.get(piece, 0) + 1
+    total = sum(len(phrasings) for phrasings in pieces)
+    idf = {piece: math.log((1 + total) / (1 + n)) + 1.0 for piece, n in having.items()}
+    profiles = []
+    for phrasings in pieces:
+        summed: dict[str, float] = {}
+        for found in phrasings:
+            length = _length(idf[piece] for piece in found)
+            for piece in found:
+                summed[piece] = summed.get(piece, 0.0) + idf[piece] / length
+        length = _length(summed.values())
+        profiles.append({piece: weight * idf[piece] / length for piece, weight in summed.items()})
+    return idf, profiles
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 98 (id ef6dcede)
 class Match(NamedTuple):
     """An entry found by :meth:`KnowledgeBase.search`, with how well it matches.
 
@@ -387,7 +444,8 @@ class Match(NamedTuple):
 
     Attributes:
         entry: the entry.
-        score: its BM25 score for the question: higher is better, with no upper bound.
+        score: how well it matches, for ranking: its BM25 score, raised for BM25's best few by
+            the likeness of their letters; higher is better, with no upper bound.
         confidence: the score as a fraction, from 0 to 1, of the best score the question's words
             could get from this knowledge base (see :meth:`KnowledgeBase.search`).
     """
@@ -397,7 +455,7 @@ class Match(NamedTuple):
     confidence: float
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 96 (id 2df77115)
+# %% notebooks/03_response-generation.ipynb, code cell 99 (id 2df77115)
 class KnowledgeBase:
     """Questions and answers, indexed for BM25 search when created.
 
@@ -437,7 +495,7 @@ class KnowledgeBase:
         """The entry whose heading is ``question``, or None."""
         return self._by_question.get(question)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 97 (id a93f812d)
+    # %% notebooks/03_response-generation.ipynb, code cell 100 (id a93f812d)
     def _index(self, k1: float, b: float) -> None:
         # A short phrasing that has the user's words beats a long one that has them too, so
         # "What is the event loop?" wins over "How can I see that the event loop is blocked?".
@@ -455,9 +513,15 @@ class KnowledgeBase:
                     "for; reword it or add an 'Also:' line",
                 )
         self._postings = _postings(documents, k1, b, (1.0, ANSWER_WEIGHT))
+        self._exact = {frozenset(words) for texts in documents for _, words in texts[:-1]}
+        phrasings = [[entry.question, *entry.phrasings] for entry in self._entries]
+        self._letter_idf, self._profiles = _letter_profiles(phrasings)
+        self._pieces = frozenset(self._letter_idf)
+        self._squared_idf = {piece: idf * idf for piece, idf in self._letter_idf.items()}
+        self._profile_keys = [frozenset(profile) for profile in self._profiles]
         self._yardsticks(documents)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 98 (id 1c1834cb)
+    # %% notebooks/03_response-generation.ipynb, code cell 101 (id 1c1834cb)
     def _yardsticks(self, documents: list[list[tuple[int, list[str]]]]) -> None:
         # The yardsticks of the confidence: what each word could add, at most, to an entry that
         # has it in a question of average length (its idf), or more where it counts more; and
@@ -491,7 +555,7 @@ class KnowledgeBase:
     def __repr__(self) -> str:
         return f"<KnowledgeBase: {len(self._entries)} entries>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 99 (id c5670a0b)
+    # %% notebooks/03_response-generation.ipynb, code cell 102 (id c5670a0b)
     @classmethod
     def parse(cls, text: str, source: str = "<string>") -> KnowledgeBase:
         """Build a knowledge base from Markdown text.
@@ -526,7 +590,7 @@ class KnowledgeBase:
         logger.info("loaded %d FAQ entries from %s", len(knowledge.entries), source)
         return knowledge
 
-    # %% notebooks/03_response-generation.ipynb, code cell 101 (id 22e47886)
+    # %% notebooks/03_response-generation.ipynb, code cell 104 (id 22e47886)
     def _known(self, word: str) -> str | None:
         """``word`` if the index has it, else the indexed word one typo away, else None."""
         if word in self._postings:
@@ -542,9 +606,36 @@ class KnowledgeBase:
                 return self._near[shorter]
         return None
 
-    # %% notebooks/03_response-generation.ipynb, code cell 102 (id b84f6c9b)
+    # %% notebooks/03_response-generation.ipynb, code cell 105 (id 67b5f712)
+    def _letters(self, question: str, context: str = "") -> Letters:
+        """The pieces of ``question`` that some entry has, with 1 over their length; and those of
+        ``context`` with CONTEXT_WEIGHT over theirs."""
+        asked = letter_pieces(question[:MAX_LETTERS_CHARS]) & self._pieces
+        letters = [(asked, 1.0 / self._letters_length(asked))]
+        if context:
+            more = letter_pieces(context[:MAX_LETTERS_CHARS]) & self._pieces
+            letters.append((more, CONTEXT_WEIGHT / self._letters_length(more)))
+        return letters
+
+    def _letters_length(self, pieces: set[str]) -> float:
+        # A question's piece weighs its idf: the length is the root of the idfs squared, summed.
+        return math.sqrt(math.fsum(map(self._squared_idf.__getitem__, pieces))) or 1.0
+
+    def _likeness(self, letters: Letters, index: int) -> float:
+        """The cosine of a question's pieces and entry ``index``'s profile, from 0 to 1."""
+        profile, keys = self._profiles[index], self._profile_keys[index]
+        return sum(
+            factor * math.fsum(map(profile.__getitem__, found & keys)) for found, factor in letters
+        )
+
+    # %% notebooks/03_response-generation.ipynb, code cell 107 (id b84f6c9b)
     def _ranked(
-        self, scores: dict[int, float], possible: float, limit: int, found: set[str]
+        self,
+        scores: dict[int, float],
+        possible: float,
+        limit: int,
+        found: set[str],
+        letters: Letters,
     ) -> list[Match]:
         # The best few by BM25; each grows by the share of the question's words that one of its
         # phrasings has together. Ties go to the entry written first, never to hashing order.
@@ -554,6 +645,14 @@ class KnowledgeBase:
             index: scores[index] * (1.0 + PHRASE_WEIGHT * self._held(index, found) / asked)
             for index in best
         }
+        # Then the first few grow with their letters' likeness, the most alike the most; unless
+        # a phrasing has exactly the question's words: then BM25 has found it.
+        exact = frozenset(found) in self._exact
+        alike = {index: self._likeness(letters, index) for index in best[:RERANKED] if not exact}
+        most = max(alike.values(), default=0.0)
+        for index, likeness in alike.items():
+            if most > 0.0:
+                final[index] *= 1.0 + LETTERS_WEIGHT * likeness / most
         ranked = sorted(best, key=lambda index: (-final[index], index))[:limit]
         return [
             Match(self._entries[index], final[index], min(1.0, scores[index] / possible))
@@ -567,7 +666,7 @@ class KnowledgeBase:
             return len(shared)
         return max(len(shared & words) for words in self._phrasings[index])
 
-    # %% notebooks/03_response-generation.ipynb, code cell 103 (id 743586e1)
+    # %% notebooks/03_response-generation.ipynb, code cell 108 (id 743586e1)
     def search(self, question: str, limit: int = 3, *, context: str = "") -> list[Match]:
         """Find the entries that best match ``question``, best first.
 
@@ -605,10 +704,10 @@ class KnowledgeBase:
                 factor *= TYPO_WEIGHT  # a guess counts for less than a word typed right
             for index, weight in self._postings[known]:
                 scores[index] = scores.get(index, 0.0) + factor * weight
-        return self._ranked(scores, possible, limit, found)
+        return self._ranked(scores, possible, limit, found, self._letters(question, context))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 100 (id 5ae1a29b)
+# %% notebooks/03_response-generation.ipynb, code cell 103 (id 5ae1a29b)
 TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed right (1)
 _TYPO_MIN = 5  # shorter words have too many neighbours one letter away to guess which was meant
 
@@ -627,7 +726,7 @@ def _misspellings(postings: dict[str, list[tuple[int, float]]]) -> dict[str, str
     return near
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 105 (id c1e2eeb8)
+# %% notebooks/03_response-generation.ipynb, code cell 110 (id c1e2eeb8)
 DEFAULT_THRESHOLD = 0.5
 """The lowest confidence :class:`FaqBrain` answers with; below it, it hands over.
 
@@ -656,7 +755,7 @@ def answer_chunks(answer: str) -> tuple[str, ...]:
     return tuple(chunks)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 106 (id e5817fe9)
+# %% notebooks/03_response-generation.ipynb, code cell 111 (id e5817fe9)
 # The line that names an error: "RuntimeError: ...", "websockets.exceptions.ConnectionClosedOK:
 # ...", "RuntimeWarning: ...". In a pasted traceback it is the last one that says what happened.
 _ERROR = re.compile(r"(?:\b[\w.]*\.)?\b[A-Z]\w*(?:Error|Exception|Warning|Closed\w*|Exit)\b:?")
@@ -683,7 +782,7 @@ def focus(message: str) -> str:
     return tail[errors[-1].start() :].strip()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 107 (id b4429a65)
+# %% notebooks/03_response-generation.ipynb, code cell 112 (id b4429a65)
 @lru_cache(maxsize=1)  # one parsed copy for every brain: a KnowledgeBase never changes
 def _shipped() -> KnowledgeBase:
     return KnowledgeBase.load()
@@ -720,7 +819,7 @@ class FaqBrain(Brain):
     def __repr__(self) -> str:
         return f"<FaqBrain: {len(self.knowledge)} entries, threshold {self.threshold}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 108 (id 152f0e5a)
+    # %% notebooks/03_response-generation.ipynb, code cell 113 (id 152f0e5a)
     def best(self, message: str) -> Match | None:
         """The best match for ``message`` if its confidence reaches the threshold, else None."""
         question = focus(message)
