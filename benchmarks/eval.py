@@ -39,6 +39,8 @@ PARTS = {
     "heldout": HERE / "eval_heldout.txt",
     "followups-dev": HERE / "eval_followups_dev.txt",
     "followups-heldout": HERE / "eval_followups_heldout.txt",
+    "heldout2": HERE / "eval_heldout2.txt",  # a second held-out part, written in session 7
+    "followups-heldout2": HERE / "eval_followups_heldout2.txt",
 }
 """The parts of the evaluation and their files."""
 

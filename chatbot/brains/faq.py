@@ -18,6 +18,7 @@ microseconds.
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import logging
 import math
 import os
@@ -35,7 +36,7 @@ from chatbot.errors import ChatbotError
 
 __all__ = ["Entry", "FaqBrain", "KnowledgeBase", "KnowledgeBaseError", "Match", "tokens"]
 __all__ += ["ANSWER_WEIGHT", "BM25_B", "BM25_K1", "CONTEXT_WEIGHT", "DEFAULT_THRESHOLD"]
-__all__ += ["LETTERS_WEIGHT", "MAX_LETTERS_CHARS", "Letters", "letter_pieces"]
+__all__ += ["LETTERS_FROM", "LETTERS_WEIGHT", "MAX_LETTERS_CHARS", "Letters", "letter_pieces"]
 __all__ += ["MAX_QUESTION_CHARS", "PHRASE_WEIGHT", "RERANKED", "STOP_WORDS", "SYNONYMS"]
 __all__ += ["answer_chunks", "focus"]
 
@@ -76,6 +77,7 @@ STOP_WORDS = frozenset(
     ok okay pls plz seem seems simple simply someone somebody something sort stuff things wat whole
     words beginner beginners dummies newbie noob problem problems issue issues whose whom cant
     couldnt wont wouldnt shouldnt didnt wasnt arent havent hasnt say says said saying
+    u ur five hood under english point hit meaning
     """.split()
 )
 
@@ -386,28 +388,33 @@ LETTERS_WEIGHT = 2.0
 """How much more an entry of BM25's best few scores when its letters are the most alike (x3);
 the others grow in proportion to their likeness."""
 
+LETTERS_FROM = 0.25
+"""The confidence BM25's best match needs for the letters to be compared: below it, the question
+is not one the knowledge base knows (small talk, ELIZA's), and cutting it would be time lost."""
+
 MAX_LETTERS_CHARS = 300
 """How many characters of a question are cut into pieces: a long paste costs no more than this."""
 
-Letters = list[tuple[set[str], float]]
-"""A question's pieces, in sets, each with its factor (see ``KnowledgeBase._letters``)."""
+Letters = list[tuple[tuple[str, ...], float]]
+"""A question's pieces and its context's, each with a factor (see ``KnowledgeBase._letters``)."""
 
 
 @lru_cache(maxsize=4096)  # words come back: "how", "the", "asyncio" are cut once
-def _word_pieces(word: str) -> frozenset[str]:
+def _word_pieces(word: str) -> tuple[str, ...]:
     padded = f" {word} "
-    return frozenset(padded[start : start + 3] for start in range(len(padded) - 2))
+    return tuple(padded[start : start + 3] for start in range(len(padded) - 2))
 
 
-def letter_pieces(text: str) -> set[str]:
+def letter_pieces(text: str) -> tuple[str, ...]:
     """The pieces of three characters of each word of ``text``, case folded, with a space on
-    either side of the word: "loop" gives " lo", "loo", "oop" and "op "."""
-    return set().union(*map(_word_pieces, text.casefold().split()))
+    either side of the word ("loop": " lo", "loo", "oop", "op "); each once, in text order."""
+    words = text.casefold().split()
+    return tuple(dict.fromkeys(itertools.chain.from_iterable(map(_word_pieces, words))))
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 97 (id 6695137b)
 def _length(weights: Iterable[float]) -> float:
-    return math.sqrt(math.fsum(weight * weight for weight in weights)) or 1.0
+    return math.sqrt(sum(weight * weight for weight in weights)) or 1.0
 
 
 def _letter_profiles(texts: list[list[str]]) -> tuple[dict[str, float], list[dict[str, float]]]:
@@ -516,9 +523,7 @@ class KnowledgeBase:
         self._exact = {frozenset(words) for texts in documents for _, words in texts[:-1]}
         phrasings = [[entry.question, *entry.phrasings] for entry in self._entries]
         self._letter_idf, self._profiles = _letter_profiles(phrasings)
-        self._pieces = frozenset(self._letter_idf)
         self._squared_idf = {piece: idf * idf for piece, idf in self._letter_idf.items()}
-        self._profile_keys = [frozenset(profile) for profile in self._profiles]
         self._yardsticks(documents)
 
     # %% notebooks/03_response-generation.ipynb, code cell 101 (id 1c1834cb)
@@ -608,24 +613,25 @@ class KnowledgeBase:
 
     # %% notebooks/03_response-generation.ipynb, code cell 105 (id 67b5f712)
     def _letters(self, question: str, context: str = "") -> Letters:
-        """The pieces of ``question`` that some entry has, with 1 over their length; and those of
-        ``context`` with CONTEXT_WEIGHT over theirs."""
-        asked = letter_pieces(question[:MAX_LETTERS_CHARS]) & self._pieces
+        """The pieces of ``question``, with 1 over their length; and those of ``context`` with
+        CONTEXT_WEIGHT over theirs."""
+        asked = letter_pieces(question[:MAX_LETTERS_CHARS])
         letters = [(asked, 1.0 / self._letters_length(asked))]
         if context:
-            more = letter_pieces(context[:MAX_LETTERS_CHARS]) & self._pieces
+            more = letter_pieces(context[:MAX_LETTERS_CHARS])
             letters.append((more, CONTEXT_WEIGHT / self._letters_length(more)))
         return letters
 
-    def _letters_length(self, pieces: set[str]) -> float:
-        # A question's piece weighs its idf: the length is the root of the idfs squared, summed.
-        return math.sqrt(math.fsum(map(self._squared_idf.__getitem__, pieces))) or 1.0
+    def _letters_length(self, pieces: tuple[str, ...]) -> float:
+        # A question's piece weighs its idf (0 if no entry has it): the root of their squares.
+        return math.sqrt(sum(map(self._squared_idf.get, pieces, itertools.repeat(0.0)))) or 1.0
 
     def _likeness(self, letters: Letters, index: int) -> float:
         """The cosine of a question's pieces and entry ``index``'s profile, from 0 to 1."""
-        profile, keys = self._profiles[index], self._profile_keys[index]
+        profile = self._profiles[index]
         return sum(
-            factor * math.fsum(map(profile.__getitem__, found & keys)) for found, factor in letters
+            factor * sum(map(profile.get, pieces, itertools.repeat(0.0)))
+            for pieces, factor in letters
         )
 
     # %% notebooks/03_response-generation.ipynb, code cell 107 (id b84f6c9b)
@@ -635,7 +641,7 @@ class KnowledgeBase:
         possible: float,
         limit: int,
         found: set[str],
-        letters: Letters,
+        text: tuple[str, str],
     ) -> list[Match]:
         # The best few by BM25; each grows by the share of the question's words that one of its
         # phrasings has together. Ties go to the entry written first, never to hashing order.
@@ -645,10 +651,12 @@ class KnowledgeBase:
             index: scores[index] * (1.0 + PHRASE_WEIGHT * self._held(index, found) / asked)
             for index in best
         }
-        # Then the first few grow with their letters' likeness, the most alike the most; unless
-        # a phrasing has exactly the question's words: then BM25 has found it.
-        exact = frozenset(found) in self._exact
-        alike = {index: self._likeness(letters, index) for index in best[:RERANKED] if not exact}
+        # Then the first few grow with their letters' likeness, unless a phrasing has exactly
+        # the question's words, or BM25's best is too weak a match for letters to matter.
+        skip = len(best) < 2 or frozenset(found) in self._exact
+        skip = skip or scores[best[0]] < LETTERS_FROM * possible
+        letters = [] if skip else self._letters(*text)  # text: the question and its context
+        alike = {index: self._likeness(letters, index) for index in best[:RERANKED] if letters}
         most = max(alike.values(), default=0.0)
         for index, likeness in alike.items():
             if most > 0.0:
@@ -704,7 +712,7 @@ class KnowledgeBase:
                 factor *= TYPO_WEIGHT  # a guess counts for less than a word typed right
             for index, weight in self._postings[known]:
                 scores[index] = scores.get(index, 0.0) + factor * weight
-        return self._ranked(scores, possible, limit, found, self._letters(question, context))
+        return self._ranked(scores, possible, limit, found, (question, context))
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 103 (id 5ae1a29b)
