@@ -196,3 +196,57 @@ def test_the_solution_passes_the_exercise_checker(path: Path, number: int) -> No
     assert "Well done" in printed, printed
     stored = nbformat.read(path, as_version=4).cells[checker].outputs
     assert "Not yet" in "".join(output.get("text", "") for output in stored)
+
+
+def _sections(path: Path) -> dict[int, tuple[int, int]]:
+    """Each numbered section ("## 3. ...") of a notebook: its first and last code cell, counted
+    from 1 as JupyterLab shows them after Run All; a section ends where the next "## " begins."""
+    starts: list[tuple[int | None, int]] = []  # (section, code cells before its heading)
+    code = 0
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            code += 1
+            continue
+        for line in cell.source.splitlines():
+            if line.startswith("## "):
+                number = re.match(r"## (\d+)\.", line)
+                starts.append((int(number.group(1)) if number else None, code))
+    ends = [before for _, before in starts[1:]] + [code]
+    starts[0] = (starts[0][0], 0)  # the cells above the first heading belong to the first section
+    return {
+        number: (before + 1, end)
+        for (number, before), end in zip(starts, ends, strict=True)
+        if number is not None
+    }
+
+
+def test_the_instructors_guide_gives_each_sections_code_cells() -> None:
+    # docs/instructors.md tells an instructor which code cells a section spans ("9 ELIZA
+    # [43]-[81]"); a cell added to a notebook moves every number after it.
+    cells = re.compile(r"\[(\d+)\](?:-\[(\d+)\])?")  # "[43]-[81]", or "[55]" alone
+    rows = [
+        line.split("|")
+        for line in (ROOT / "docs" / "instructors.md").read_text().splitlines()
+        if re.match(r"\| \d\d ", line)
+    ]
+    assert len(rows) == len(NOTEBOOKS)
+    wrong = []
+    for row in rows:
+        number = row[1].split()[0]
+        sections = _sections(next(p for p in NOTEBOOKS if p.name.startswith(number)))
+        core, optional = row[2].split(":", 1), row[4]  # "1-8 and 12 (exercise): [1]-[23], [49]"
+        groups = re.findall(r"(\d+)(?:-(\d+))?", core[0])
+        claims = list(zip(groups, cells.findall(core[1]), strict=True))
+        claims += [
+            ((part.split()[0], ""), cells.findall(part)[0])
+            for part in optional.split(";")
+            if "[" in part  # not "(none)"
+        ]
+        for (first, last), (start, end) in claims:
+            said = (int(start), int(end or start))
+            real = (sections[int(first)][0], sections[int(last or first)][1])
+            if said != real:
+                wrong.append(
+                    f"notebook {number}, sections {first}-{last or first}: {said}, not {real}"
+                )
+    assert not wrong, wrong
