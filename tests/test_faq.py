@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.brains import faq
 from chatbot.brains.base import Brain, Conversation, NoAnswer
 from chatbot.brains.faq import (
     _WORD,
     DEFAULT_THRESHOLD,
+    MAX_LETTERS_CHARS,
     MAX_QUESTION_CHARS,
     Entry,
     FaqBrain,
@@ -20,6 +22,7 @@ from chatbot.brains.faq import (
     KnowledgeBaseError,
     Match,
     _words,
+    letter_pieces,
     tokens,
 )
 from chatbot.errors import ChatbotError
@@ -631,3 +634,32 @@ def test_words_are_those_of_the_word_pattern_ascii_or_not() -> None:
     assert _words("asyncio.to_thread and __init__ or a__b_") == [
         "asyncio", "to_thread", "and", "init", "or", "a", "b",
     ]  # fmt: skip
+
+
+def test_letter_pieces_are_each_words_three_characters_once_in_order() -> None:
+    assert letter_pieces("Loop") == (" lo", "loo", "oop", "op ")
+    assert letter_pieces("loop loop") == letter_pieces("loop")
+    assert letter_pieces("a b") == (" a ", " b ")
+    assert letter_pieces("   ") == ()
+
+
+def test_long_words_are_cut_without_filling_the_cache() -> None:
+    # A hostile client sending new long words (tokens, paths) must not grow the server's memory.
+    before = faq._short_word_pieces.cache_info().currsize
+    for n in range(200):
+        word = f"{n:04d}" + "x" * 60
+        assert letter_pieces(word)[:2] == (" " + word[:2], word[:3])
+    assert faq._short_word_pieces.cache_info().currsize == before
+
+
+def test_a_long_question_is_cut_only_up_to_its_limit(knowledge: KnowledgeBase) -> None:
+    ((pieces, factor),) = knowledge._letters("asyncio " * 10_000)
+    assert len(set(pieces)) <= MAX_LETTERS_CHARS and factor > 0
+    assert pieces == letter_pieces(("asyncio " * 10_000)[:MAX_LETTERS_CHARS])
+
+
+def test_letters_rank_a_run_together_word_with_its_entry(knowledge: KnowledgeBase) -> None:
+    # "eventloop" is no word BM25 knows, but its pieces are those of "event loop".
+    asked = knowledge._letters("eventloop")
+    likeness = {e.question: knowledge._likeness(asked, i) for i, e in enumerate(knowledge.entries)}
+    assert max(likeness, key=likeness.__getitem__) == "What is the event loop?"

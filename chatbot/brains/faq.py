@@ -399,17 +399,23 @@ Letters = list[tuple[tuple[str, ...], float]]
 """A question's pieces and its context's, each with a factor (see ``KnowledgeBase._letters``)."""
 
 
-@lru_cache(maxsize=4096)  # words come back: "how", "the", "asyncio" are cut once
 def _word_pieces(word: str) -> tuple[str, ...]:
     padded = f" {word} "
     return tuple(padded[start : start + 3] for start in range(len(padded) - 2))
+
+
+# Words come back ("how", "the", "asyncio"): short ones are cut once. Long ones (a path, a pasted
+# token) are cut each time, so a client typing new long words cannot fill memory with pieces.
+_short_word_pieces = lru_cache(maxsize=2048)(_word_pieces)
+_SHORT_WORD = 20
 
 
 def letter_pieces(text: str) -> tuple[str, ...]:
     """The pieces of three characters of each word of ``text``, case folded, with a space on
     either side of the word ("loop": " lo", "loo", "oop", "op "); each once, in text order."""
     words = text.casefold().split()
-    return tuple(dict.fromkeys(itertools.chain.from_iterable(map(_word_pieces, words))))
+    cut = (_short_word_pieces(w) if len(w) <= _SHORT_WORD else _word_pieces(w) for w in words)
+    return tuple(dict.fromkeys(itertools.chain.from_iterable(cut)))
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 97 (id 6695137b)
