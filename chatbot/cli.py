@@ -130,6 +130,11 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
         default=Limits.burst,
         help="messages at once before --rate applies (default: %(default)s)",
     )
+
+
+# %% notebooks/09_launch.ipynb, code cell 25 (id 060579e1)
+def add_access_options(parser: argparse.ArgumentParser) -> None:
+    """Who may connect, and from where (notebooks 05 and 06)."""
     parser.add_argument(
         "--allow-origin",
         metavar="ORIGIN",
@@ -164,7 +169,7 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# %% notebooks/09_launch.ipynb, code cell 25 (id 97c5be0e)
+# %% notebooks/09_launch.ipynb, code cell 26 (id 97c5be0e)
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for ``python -m chatbot``."""
     parser = argparse.ArgumentParser(
@@ -175,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_server_options(parser)
     add_limit_options(parser)
+    add_access_options(parser)
     llm = parser.add_argument_group(
         "the llm brain",
         "The API key is read from CHATBOT_LLM_API_KEY only: on a command line, other users of "
@@ -198,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# %% notebooks/09_launch.ipynb, code cell 27 (id 4c910381)
+# %% notebooks/09_launch.ipynb, code cell 28 (id 4c910381)
 def stop_on_signals() -> asyncio.Event:
     """Return an event that SIGINT (Ctrl+C) and SIGTERM set, instead of ending the process."""
     stop = asyncio.Event()
@@ -211,7 +217,7 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-# %% notebooks/09_launch.ipynb, code cell 28 (id 66ce54cf)
+# %% notebooks/09_launch.ipynb, code cell 29 (id 66ce54cf)
 async def open_storage(
     db: str, redis: str | None, session_ttl: float = SESSION_TTL, durability: str = "process"
 ) -> tuple[Storage, Fanout | None]:
@@ -244,7 +250,7 @@ async def listen(brain: Brain, host: str, port: int, **options: Any) -> Chatbot:
         ) from exc
 
 
-# %% notebooks/09_launch.ipynb, code cell 29 (id 9815c940)
+# %% notebooks/09_launch.ipynb, code cell 30 (id 9815c940)
 async def run(
     host: str,
     port: int,
@@ -277,7 +283,7 @@ async def run(
     await brain.aclose()
 
 
-# %% notebooks/09_launch.ipynb, code cell 30 (id d543bfba)
+# %% notebooks/09_launch.ipynb, code cell 31 (id d543bfba)
 def loop_factory(
     choice: str = "auto",
 ) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
@@ -304,7 +310,7 @@ def loop_factory(
     return f"uvloop {importlib.metadata.version('uvloop')}", uvloop.new_event_loop
 
 
-# %% notebooks/09_launch.ipynb, code cell 32 (id 6f10b9a2)
+# %% notebooks/09_launch.ipynb, code cell 33 (id 6f10b9a2)
 def checkup_main(argv: list[str]) -> int:
     """``python -m chatbot doctor``: check this machine for the workshop (section 9).
 
@@ -333,7 +339,7 @@ def checkup_main(argv: list[str]) -> int:
     return 1 if any(check.status == "fail" for check in checks) else 0
 
 
-# %% notebooks/09_launch.ipynb, code cell 33 (id db073dc1)
+# %% notebooks/09_launch.ipynb, code cell 34 (id db073dc1)
 def make_brain(args: argparse.Namespace) -> Brain:
     """The brain ``--brain`` names; the llm brain with ``--llm-url`` and ``--llm-model``."""
     if args.brain == "llm":
@@ -365,7 +371,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
     )
 
 
-# %% notebooks/09_launch.ipynb, code cell 34 (id 4c17f812)
+# %% notebooks/09_launch.ipynb, code cell 35 (id 4c17f812)
 GC_YOUNG = 50_000
 """New objects between two collections of the youngest generation in the server's process."""
 
@@ -381,7 +387,7 @@ def tune_gc() -> None:
     gc.set_threshold(max(young, GC_YOUNG), middle, old)
 
 
-# %% notebooks/09_launch.ipynb, code cell 35 (id cc457e39)
+# %% notebooks/09_launch.ipynb, code cell 36 (id cc457e39)
 def serve_until_stopped(args: argparse.Namespace, brain: Brain) -> None:
     """Run the server in an event loop of its own (uvloop if installed) until a signal."""
     logging.basicConfig(
@@ -397,7 +403,7 @@ def serve_until_stopped(args: argparse.Namespace, brain: Brain) -> None:
         runner.run(run(args.host, args.port, brain, session_ttl=args.session_ttl, **options))
 
 
-# %% notebooks/09_launch.ipynb, code cell 36 (id 9488a04f)
+# %% notebooks/09_launch.ipynb, code cell 37 (id 9488a04f)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process's exit status."""
     argv = sys.argv[1:] if argv is None else argv
