@@ -439,13 +439,13 @@ class Channel:
                 except StoreError as exc:  # the memory is kept here; saved with the next reply
                     logger.warning("cannot save the brains' memory in %s: %s", self.id, exc)
 
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id c44)
     def _stored(self, written: asyncio.Future[StoredMessage], client: Client) -> None:
         # A reply whose end went out before its commit: if the write failed, say so after all.
         if not written.cancelled() and (exc := written.exception()) is not None:
             logger.warning("cannot store a reply in %s: %s", self.id, exc)
             client.send(protocol.error("store_failed", REPLY_NOT_STORED))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id c44)
     def _failure(self, exc: BaseException, client: Client) -> str:
         # The reply becomes a short text the user can read; the one who asked also gets an
         # error message, so a program can tell. Internals go to the server's log only.
