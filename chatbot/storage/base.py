@@ -21,20 +21,8 @@ from typing import Any, Final, Protocol
 
 from chatbot.errors import ChatbotError
 
-__all__ = [
-    "ROLES",
-    "SESSION_TTL",
-    "STATUSES",
-    "UNSET",
-    "SessionRecord",
-    "Storage",
-    "StoreError",
-    "StoredMessage",
-    "Unset",
-    "check_ttl",
-    "new_session_id",
-    "to_json",
-]
+__all__ = ["ROLES", "SESSION_TTL", "STATUSES", "UNSET", "SessionRecord", "Storage", "StoreError"]
+__all__ += ["StoredMessage", "Unset", "check_ttl", "new_session_id", "to_json"]
 
 ROLES: Final = ("user", "bot")
 STATUSES: Final = ("complete", "stopped", "partial")

@@ -5,8 +5,7 @@
 """Several server processes as one chat service: a store and a fan-out in Redis.
 
 :class:`RedisStore` keeps sessions and messages, :class:`RedisFanout` carries broadcasts to the
-other processes; open both with :func:`open_redis`, or ``python -m chatbot --redis URL``.
-"""
+other processes; open both with :func:`open_redis`, or ``python -m chatbot --redis URL``."""
 
 from __future__ import annotations
 
