@@ -663,10 +663,9 @@ class KnowledgeBase:
         skip = skip or scores[best[0]] < LETTERS_FROM * possible
         letters = [] if skip else self._letters(*text)  # text: the question and its context
         alike = {index: self._likeness(letters, index) for index in best[:RERANKED] if letters}
-        most = max(alike.values(), default=0.0)
+        most = max(alike.values(), default=0.0) or 1.0  # 0: no piece shared, nothing grows
         for index, likeness in alike.items():
-            if most > 0.0:
-                final[index] *= 1.0 + LETTERS_WEIGHT * likeness / most
+            final[index] *= 1.0 + LETTERS_WEIGHT * likeness / most
         ranked = sorted(best, key=lambda index: (-final[index], index))[:limit]
         return [
             Match(self._entries[index], final[index], min(1.0, scores[index] / possible))
