@@ -420,7 +420,7 @@ def letter_pieces(text: str) -> tuple[str, ...]:
 
 # %% notebooks/03_response-generation.ipynb, code cell 97 (id 6695137b)
 def _length(weights: Iterable[float]) -> float:
-    return math.sqrt(sum(weight * weight for weight in weights)) or 1.0
+    return math.hypot(*weights) or 1.0  # the root of the squares' sum, in C
 
 
 def _letter_profiles(texts: list[list[str]]) -> tuple[dict[str, float], list[dict[str, float]]]:
@@ -529,7 +529,6 @@ class KnowledgeBase:
         self._exact = {frozenset(words) for texts in documents for _, words in texts[:-1]}
         phrasings = [[entry.question, *entry.phrasings] for entry in self._entries]
         self._letter_idf, self._profiles = _letter_profiles(phrasings)
-        self._squared_idf = {piece: idf * idf for piece, idf in self._letter_idf.items()}
         self._yardsticks(documents)
 
     # %% notebooks/03_response-generation.ipynb, code cell 101 (id 1c1834cb)
@@ -629,8 +628,8 @@ class KnowledgeBase:
         return letters
 
     def _letters_length(self, pieces: tuple[str, ...]) -> float:
-        # A question's piece weighs its idf (0 if no entry has it): the root of their squares.
-        return math.sqrt(sum(map(self._squared_idf.get, pieces, itertools.repeat(0.0)))) or 1.0
+        # A question's piece weighs its idf (0 if no entry has it).
+        return _length(map(self._letter_idf.get, pieces, itertools.repeat(0.0)))
 
     def _likeness(self, letters: Letters, index: int) -> float:
         """The cosine of a question's pieces and entry ``index``'s profile, from 0 to 1."""
