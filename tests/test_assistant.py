@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from chatbot.brains.assistant import (
+    CLEAR_LEAD,
     NOT_SURE,
+    OFF_FIELD_THRESHOLD,
     AssistantBrain,
     follow_up,
     in_domain,
@@ -139,6 +141,25 @@ async def test_plain_questions_about_the_workshop_never_go_to_eliza(
     brain: AssistantBrain, message: str
 ) -> None:
     assert brain.answer(message, Conversation()).by in ("faq", "not sure")
+
+
+async def test_a_question_without_words_of_the_field_is_answered_when_one_entry_leads(
+    brain: AssistantBrain,
+) -> None:
+    # No word of the field, a confidence under OFF_FIELD_THRESHOLD, but one entry far ahead.
+    question = "how many messages per minute may I send"
+    found = brain.faq.knowledge.search(question)
+    assert not in_domain(question)
+    assert brain.faq.threshold <= found[0].confidence < OFF_FIELD_THRESHOLD
+    assert found[0].score >= CLEAR_LEAD * found[1].score
+    answer = brain.answer(question, Conversation())
+    assert (answer.by, answer.topic) == ("faq", "How does the rate limit work?")
+    # As confident, with two entries almost tied: the closest topics, not a guess.
+    question = "can two people pick the same name"
+    found = brain.faq.knowledge.search(question)
+    assert found[0].confidence >= brain.faq.threshold
+    assert found[0].score < CLEAR_LEAD * found[1].score
+    assert brain.answer(question, Conversation()).by == "not sure"
 
 
 @pytest.mark.parametrize("message", FEELINGS)

@@ -33,7 +33,7 @@ from chatbot.brains.faq import (
 from chatbot.brains.rules import RulesBrain
 
 __all__ = ["Answer", "AssistantBrain", "follow_up", "in_domain", "sentence_case"]
-__all__ += ["FIELD_THRESHOLD", "NOT_SURE", "OFF_FIELD_THRESHOLD", "RELATED", "TIED"]
+__all__ += ["CLEAR_LEAD", "FIELD_THRESHOLD", "NOT_SURE", "OFF_FIELD_THRESHOLD", "RELATED", "TIED"]
 __all__ += ["QUESTION_UNSURE", "UNSURE_THRESHOLD"]
 
 
@@ -54,6 +54,10 @@ such a question is about the workshop, so a weaker match is still the likely top
 
 OFF_FIELD_THRESHOLD = 0.7
 """The lowest confidence the assistant answers with when the question has no word of the field."""
+
+CLEAR_LEAD = 1.5
+"""How many times the second entry's score the best must have to be answered, without a word of
+the field, from the FAQ's own threshold: a question about one topic points at one entry."""
 
 TIED = 0.9
 """Two entries whose scores are this close are a tie, which the previous topic may break."""
@@ -225,7 +229,7 @@ class AssistantBrain(Brain):
         about = topic is not None and (_asks_about_it(question) or self._on_topic(question, topic))
         field = in_domain(question) or about
         found = self._search(question, topic, field)
-        if found and self._confident(found[0], field):
+        if found and (self._confident(found[0], field) or self._leads(found)):
             return Answer(found[0].entry.answer, "faq", found[0].entry.question)
         # A question that shares words with an entry is more likely the workshop's than small
         # talk ("what happens when I press stop?"), unless it is about the bot ("can you...").
@@ -264,6 +268,11 @@ class AssistantBrain(Brain):
         if field:
             return match.confidence >= min(self.faq.threshold, FIELD_THRESHOLD)
         return match.confidence >= max(self.faq.threshold, OFF_FIELD_THRESHOLD)
+
+    def _leads(self, found: list[Match]) -> bool:
+        """Whether the best match is sure enough for the FAQ alone and far ahead of the next."""
+        ahead = len(found) == 1 or found[0].score >= CLEAR_LEAD * found[1].score
+        return ahead and found[0].confidence >= self.faq.threshold
 
     # %% notebooks/03_response-generation.ipynb, code cell 156 (id 3afef5c5)
     def _related(self, topic: Entry) -> dict[str, float]:
