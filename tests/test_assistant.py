@@ -63,6 +63,23 @@ async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
     assert answer.topic == "How do I put one deadline on several tasks?"
 
 
+async def test_a_follow_up_that_says_it_stays_in_the_topic_unless_its_words_lead_elsewhere(
+    brain: AssistantBrain,
+) -> None:
+    # Their own words match other entries ("change": how the package is made; "kept": sessions).
+    for first, then, topic in [
+        ("what is the rate limit", "can I change it?", "How does the rate limit work?"),
+        ("what is the event log", "where is it kept?", "What is the event log?"),
+    ]:
+        conversation = Conversation()
+        brain.answer(first, conversation)
+        assert brain.answer(then, conversation).topic == topic
+    conversation = Conversation()
+    brain.answer("what is a task", conversation)
+    answer = brain.answer("what if it raises and nobody awaits it?", conversation)
+    assert answer.topic == 'What does "Task exception was never retrieved" mean?'
+
+
 async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
     brain: AssistantBrain,
 ) -> None:

@@ -57,7 +57,8 @@ OFF_FIELD_THRESHOLD = 0.7
 
 CLEAR_LEAD = 1.5
 """How many times the second entry's score the best must have to be answered, without a word of
-the field, from the FAQ's own threshold: a question about one topic points at one entry."""
+the field, from the FAQ's own threshold: a question about one topic points at one entry. And a
+follow-up that says "it" stays in the previous topic unless its best entry leads this clearly."""
 
 TIED = 0.9
 """Two entries whose scores are this close are a tie, which the previous topic may break."""
@@ -96,6 +97,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 _CALL = re.compile(r"\b[A-Za-z_]\w*(\.\w+)*\(")  # "asyncio.run(", "queue.get("
 # "and in Jupyter?", "what about rooms?", "how do I join one?": the previous topic helps.
 _LEANS = re.compile(r"^\W*(and|but|also|so|then|what about|how about)\b|\b(it|one|that)\b", re.I)
+# "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
+_POINTS_BACK = re.compile(r"\b(it|its|they|them)\b", re.I)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 149 (id e62cb866)
@@ -249,6 +252,10 @@ class AssistantBrain(Brain):
             return alone[:3]
         confident = bool(alone) and self._confident(alone[0], field)
         tied = len(alone) > 1 and alone[1].score >= TIED * alone[0].score
+        # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
+        # its own words lead clearly elsewhere.
+        if _POINTS_BACK.search(question) and not (confident and self._ahead(alone)):
+            return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _LEANS.search(question):
             return alone[:3]
         # The message's own words choose; the topic breaks near ties between them.
@@ -271,8 +278,12 @@ class AssistantBrain(Brain):
 
     def _leads(self, found: list[Match]) -> bool:
         """Whether the best match is sure enough for the FAQ alone and far ahead of the next."""
-        ahead = len(found) == 1 or found[0].score >= CLEAR_LEAD * found[1].score
-        return ahead and found[0].confidence >= self.faq.threshold
+        return self._ahead(found) and found[0].confidence >= self.faq.threshold
+
+    @staticmethod
+    def _ahead(found: list[Match]) -> bool:
+        """Whether the best match scores CLEAR_LEAD times the second's, or is the only one."""
+        return len(found) == 1 or found[0].score >= CLEAR_LEAD * found[1].score
 
     # %% notebooks/03_response-generation.ipynb, code cell 156 (id 3afef5c5)
     def _related(self, topic: Entry) -> dict[str, float]:
