@@ -313,16 +313,16 @@ def measure(args: argparse.Namespace) -> int:
     import servers
     from servers import ServerSpec
 
-    brain = args.brain
+    brain, mode = args.brain, args.mode
     expect_echo = brain == "echo"
     specs = [ServerSpec("echo", "raw websockets echo", "text", ("echo",))]
     specs.append(
-        ServerSpec("shipped", f"chatbot json, {brain}", "json", ("chatbot", "--brain", brain),
+        ServerSpec("shipped", f"chatbot {mode}, {brain}", mode, ("chatbot", "--brain", brain),
                    expect_echo=expect_echo)
     )  # fmt: skip
     if args.before_tree:  # the same server from another copy of the package: before/after
         specs.append(
-            ServerSpec("before", f"chatbot json, {brain}, from {args.before_tree}", "json",
+            ServerSpec("before", f"chatbot {mode}, {brain}, from {args.before_tree}", mode,
                        ("chatbot", "--brain", brain), expect_echo=expect_echo,
                        tree=args.before_tree)
         )  # fmt: skip
@@ -332,7 +332,7 @@ def measure(args: argparse.Namespace) -> int:
         if unknown:
             raise SystemExit(f"unknown patch(es) {unknown}; expected some of {list(APPLY)}")
         specs.append(
-            ServerSpec(variant, f"chatbot json, {brain}, {variant}", "json",
+            ServerSpec(variant, f"chatbot {mode}, {brain}, {variant}", mode,
                        ("prototype", "+".join(names), "--brain", brain), expect_echo=expect_echo)
         )  # fmt: skip
     servers.SERVERS = tuple(specs)  # run.run_rounds reads the list of servers from here
@@ -424,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["measure", "syscalls"])
     parser.add_argument("--variants", default=",".join(PATCHES))
     parser.add_argument("--brain", default="echo")
+    parser.add_argument(
+        "--mode", choices=["json", "text"], default="json", help="chatbot.v1 JSON or plain text"
+    )
     parser.add_argument("--clients", default="100")
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=1.0)

@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
-from chatbot.server.base import SORRY, TEXT_ONLY, ChatServer, echo, serve
+from chatbot.server.base import SORRY, TEXT_ONLY, ChatServer, IdleTimeout, echo, serve
 from tests.helpers import chat, client
 
 
@@ -114,6 +114,34 @@ async def test_the_key_none_replaces_the_plain_text_mode() -> None:
 
     async with serve(port=0, handlers={None: polite}) as server, client(server.url) as ws:
         assert await chat(ws, "hi") == "Thank you for 'hi'."
+
+
+async def test_idle_timeout_counts_only_the_waits_and_keeps_one_timer_for_many_messages() -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        async with IdleTimeout(0.05) as idle:
+            idle.waiting()
+            timer = idle._timer
+            for _ in range(1000):  # a message, answered, then the next wait: no new timer
+                idle.busy()
+                idle.waiting()
+                assert idle._timer is timer
+            idle.busy()
+            answering = loop.create_future()
+            loop.call_later(0.2, answering.set_result, None)  # answering, four limits long
+            await answering
+            idle.waiting()
+            await asyncio.Event().wait()  # then silence: cut
+    assert idle.expired()
+
+
+async def test_idle_timeout_none_never_expires_and_another_timeout_error_is_not_its() -> None:
+    with pytest.raises(TimeoutError):
+        async with IdleTimeout(None) as idle:
+            idle.waiting()
+            async with asyncio.timeout(0.05):  # a brain's own deadline, say
+                await asyncio.Event().wait()
+    assert not idle.expired() and idle._timer is None
 
 
 async def test_a_silent_client_is_closed_after_the_idle_timeout_and_a_slow_reply_is_not() -> None:

@@ -327,16 +327,22 @@ def _all_order(name: str) -> tuple[bool, bool, str]:
 
 
 def module_all(module: str, text: str) -> list[str]:
-    """Return the names in ``__all__`` of a generated module (an empty list if it has none)."""
+    """Return the names in ``__all__`` of a generated module (an empty list if it has none):
+    its assignment, and the lists added to it (``__all__ += [...]``)."""
+    names: list[str] = []
     for node in ast.parse(text, filename=f"chatbot/{module}.py").body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
-        ):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
+            targets = [node.target]
+        else:
+            continue
+        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
             value = ast.literal_eval(node.value)
             if not isinstance(value, list | tuple):
                 raise ExportError(f"chatbot/{module}.py: __all__ must be a list of names")
-            return list(value)
-    return []
+            names.extend(value)
+    return names
 
 
 def stale_files(files: dict[Path, str]) -> list[Path]:

@@ -30,7 +30,8 @@ from websockets.typing import Subprotocol
 from chatbot.defaults import DEFAULT_HOST, DEFAULT_PORT
 from chatbot.events import EventLog
 
-__all__ = ["ChatServer", "Handler", "HttpHook", "Reply", "Starting", "TextSession", "echo", "serve"]
+__all__ = ["ChatServer", "Handler", "HttpHook", "IdleTimeout", "Reply", "Starting", "TextSession"]
+__all__ += ["echo", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,67 @@ def clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# %% notebooks/02_first-websocket-server.ipynb, code cell 25 (id c4c293f7)
+# %% notebooks/02_first-websocket-server.ipynb, code cell 25 (id idle-code1)
+class IdleTimeout:
+    """``asyncio.timeout`` for a connection's silences: it expires once the task has waited
+    ``seconds`` for a message, and never while a message is being answered.
+
+    ``async with IdleTimeout(seconds) as idle:``, then ``idle.waiting()`` before each
+    ``recv()`` and ``idle.busy()`` after it. ``seconds=None``: no limit.
+    """
+
+    __slots__ = ("_loop", "_since", "_timeout", "_timer", "seconds")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._timeout = asyncio.timeout(None)  # notebook 01's timeout, with no deadline yet
+        self._since: float | None = None  # when the wait for a message began; None: answering
+        self._timer: asyncio.TimerHandle | None = None  # one per connection, moved lazily
+
+    async def __aenter__(self) -> IdleTimeout:
+        await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self._timeout.__aexit__(kind, error, traceback)  # TimeoutError if it expired
+
+    def expired(self) -> bool:
+        """Whether the connection was silent too long (a ``TimeoutError`` is then this one's)."""
+        return self._timeout.expired()
+
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 26 (id idle-code2)
+    def waiting(self) -> None:
+        """The task is about to wait for a message: the silence starts now."""
+        if self.seconds is not None:
+            self._since = self._loop.time()
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._since + self.seconds, self._check)
+
+    def busy(self) -> None:
+        """A message came: nothing is silent while it is answered."""
+        self._since = None
+
+    def _check(self) -> None:
+        # The timer fired: expire if the wait is old enough, else move the timer to its end.
+        self._timer = None
+        if self._since is None or self.seconds is None:
+            return  # answering: the next waiting() sets the timer again
+        deadline = self._since + self.seconds
+        if deadline - self._loop.time() > 0.001:  # a timer may fire a millisecond early
+            self._timer = self._loop.call_at(deadline, self._check)
+        else:
+            self._timeout.reschedule(deadline)  # past: the wait is cancelled at once
+
+
+# %% notebooks/02_first-websocket-server.ipynb, code cell 28 (id c4c293f7)
 class ChatServer:
     """A chat server on ``websockets.asyncio.server``; :func:`serve` creates and starts one.
 
@@ -95,7 +156,7 @@ class ChatServer:
         self._family = socket.AF_INET
         self._host, self._port = "", 0
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 26 (id c42a77c5)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 29 (id c42a77c5)
     async def start(
         self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any
     ) -> None:
@@ -122,7 +183,7 @@ class ChatServer:
         # plain text, so that `python -m websockets` can chat.
         return next((name for name in offered if name in self.handlers), None)
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 27 (id a447558b)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 30 (id a447558b)
     @property
     def websockets_server(self) -> Server:
         """The underlying :class:`websockets.asyncio.server.Server`."""
@@ -156,7 +217,7 @@ class ChatServer:
         host = f"[{self.host}]" if self._family == socket.AF_INET6 else self.host
         return f"{host}:{self.port}"
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 28 (id 096976b7)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 31 (id 096976b7)
     @property
     def connections(self) -> int:
         """How many clients are connected now."""
@@ -178,7 +239,7 @@ class ChatServer:
         state = "not started" if self._server is None else self.url
         return f"<{type(self).__name__} {state}>"
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 29 (id f6b59213)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 32 (id f6b59213)
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
@@ -198,20 +259,17 @@ class ChatServer:
         self.log.record("open", client, path if chosen is None else f"{path} ({chosen})")
         await self.handlers[chosen](connection, client)
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 30 (id 666f9286)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 33 (id 666f9286)
     async def chat_in_text(self, connection: ServerConnection, client: int) -> None:
         """The plain-text mode: one reply per message, in order, until the client leaves."""
         answer = self.text_session(client)
-        loop = asyncio.get_running_loop()
         try:
-            # One timeout for the connection, armed only while waiting for a message: a reply
-            # that takes long is never cut short, and a silent client does not hold a slot.
-            async with asyncio.timeout(None) as idle:
+            # Silence counts only while waiting for a message: a slow reply is never cut short.
+            async with IdleTimeout(self.idle_timeout) as idle:
                 while True:
-                    if self.idle_timeout is not None:
-                        idle.reschedule(loop.time() + self.idle_timeout)
+                    idle.waiting()
                     message = await connection.recv()
-                    idle.reschedule(None)
+                    idle.busy()
                     if isinstance(message, str):
                         self.log.record("message", client, repr(clip(message)))
                     reply = await answer(message)
@@ -226,7 +284,7 @@ class ChatServer:
         except ConnectionClosed as closed:
             self.log.record("close", client, str(closed.rcvd or "1006 (abnormal closure)"))
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 31 (id bde487b2)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 34 (id bde487b2)
     def text_session(self, client: int) -> TextSession:
         """Return what answers one plain-text connection's frames: here, the brain."""
 
@@ -238,7 +296,7 @@ class ChatServer:
 
         return answer
 
-    # %% notebooks/02_first-websocket-server.ipynb, code cell 32 (id 91945218)
+    # %% notebooks/02_first-websocket-server.ipynb, code cell 35 (id 91945218)
     async def ask_brain(self, client: int, message: str) -> str:
         """Return the brain's reply to ``message``; an apology if the brain fails."""
         try:
@@ -254,7 +312,7 @@ class ChatServer:
         return reply
 
 
-# %% notebooks/02_first-websocket-server.ipynb, code cell 33 (id 9798362d)
+# %% notebooks/02_first-websocket-server.ipynb, code cell 36 (id 9798362d)
 S = TypeVar("S", bound=ChatServer)
 
 
@@ -284,7 +342,7 @@ class Starting(Generic[S]):
         await self.server.wait_closed()
 
 
-# %% notebooks/02_first-websocket-server.ipynb, code cell 34 (id bfa50c03)
+# %% notebooks/02_first-websocket-server.ipynb, code cell 37 (id bfa50c03)
 def serve(
     brain: Reply = echo,
     host: str = DEFAULT_HOST,

@@ -32,6 +32,7 @@ from websockets.protocol import State
 from chatbot.brains.base import Brain, Conversation, Turn, failure_reply
 from chatbot.events import EventLog
 from chatbot.server import protocol
+from chatbot.server.base import IdleTimeout
 from chatbot.server.limits import Limits, TokenBucket
 from chatbot.server.protocol import Join, Leave, ProtocolError, Resume, Say, Stop, Typing
 from chatbot.storage.base import Storage, StoredMessage, StoreError, new_session_id
@@ -571,15 +572,13 @@ class Hub:
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id c52)
     async def _serve(self, client: Client) -> None:
         connection, limits = client.connection, self.limits
-        loop = asyncio.get_running_loop()
         try:
-            # One timeout for the connection, armed only while waiting for a frame (handling
-            # one is never cut short): cheaper than a new `async with timeout` per frame.
-            async with asyncio.timeout(None) as idle:
+            # Silence counts only while waiting for a frame: handling one is never cut short.
+            async with IdleTimeout(limits.idle_timeout) as idle:
                 while True:
-                    idle.reschedule(loop.time() + limits.idle_timeout)
+                    idle.waiting()
                     frame = await connection.recv()
-                    idle.reschedule(None)
+                    idle.busy()
                     await self._receive(client, frame)
         except TimeoutError:
             if not idle.expired():
