@@ -86,13 +86,13 @@ class IdleTimeout:
 
     async def __aexit__(
         self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        await self._timeout.__aexit__(kind, error, traceback)  # TimeoutError if it expired
+        await self._timeout.__aexit__(exc_type, exc, traceback)  # TimeoutError if it expired
 
     def expired(self) -> bool:
         """Whether the connection was silent too long (a ``TimeoutError`` is then this one's)."""
