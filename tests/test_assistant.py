@@ -78,6 +78,10 @@ async def test_a_follow_up_that_says_it_stays_in_the_topic_unless_its_words_lead
     brain.answer("what is a task", conversation)
     answer = brain.answer("what if it raises and nobody awaits it?", conversation)
     assert answer.topic == 'What does "Task exception was never retrieved" mean?'
+    # Not a question: a feeling about "it" stays ELIZA's, whatever the topic.
+    conversation = Conversation()
+    brain.answer("what is a coroutine", conversation)
+    assert brain.answer("I love it", conversation).by == "eliza"
 
 
 async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(

@@ -253,8 +253,8 @@ class AssistantBrain(Brain):
         confident = bool(alone) and self._confident(alone[0], field)
         tied = len(alone) > 1 and alone[1].score >= TIED * alone[0].score
         # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
-        # its own words lead clearly elsewhere.
-        if _POINTS_BACK.search(question) and not (confident and self._ahead(alone)):
+        # its own words lead clearly elsewhere; "I love it" is no question, and stays ELIZA's.
+        if _asks_about(question) and not (confident and self._ahead(alone)):
             return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _LEANS.search(question):
             return alone[:3]
@@ -341,6 +341,12 @@ _YOU = re.compile(r"\b(you|your|yourself)\b", re.I)
 
 def _asks_about_it(message: str) -> bool:
     return bool(_LEANS.search(message) and _QUESTION.search(message))
+
+
+def _asks_about(message: str) -> bool:
+    """A question that points back at the topic ("is it safe?"), not at the bot ("do you...")."""
+    asks = _POINTS_BACK.search(message) and _QUESTION.search(message)
+    return bool(asks) and not _YOU.search(message)
 
 
 _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1, "third": 2}
