@@ -175,6 +175,8 @@ async def test_a_question_without_words_of_the_field_is_answered_when_one_entry_
     assert found[0].score >= CLEAR_LEAD * found[1].score
     answer = brain.answer(question, Conversation())
     assert (answer.by, answer.topic) == ("faq", "How does the rate limit work?")
+    # A statement that shares one rare word with one entry ("today") asks nothing: not an entry.
+    assert brain.answer("I am so happy today", Conversation()).by != "faq"
     # As confident, with two entries almost tied: the closest topics, not a guess.
     question = "can two people pick the same name"
     found = brain.faq.knowledge.search(question)

@@ -56,9 +56,10 @@ OFF_FIELD_THRESHOLD = 0.7
 """The lowest confidence the assistant answers with when the question has no word of the field."""
 
 CLEAR_LEAD = 1.5
-"""How many times the second entry's score the best must have to be answered, without a word of
-the field, from the FAQ's own threshold: a question about one topic points at one entry. And a
-follow-up that says "it" stays in the previous topic unless its best entry leads this clearly."""
+"""How many times the second entry's score the best must have for a message that asks something
+to be answered, without a word of the field, from the FAQ's own threshold: a question about one
+topic points at one entry. And a follow-up question that says "it" stays in the previous topic
+unless its best entry leads this clearly."""
 
 TIED = 0.9
 """Two entries whose scores are this close are a tie, which the previous topic may break."""
@@ -232,7 +233,7 @@ class AssistantBrain(Brain):
         about = topic is not None and (_asks_about_it(question) or self._on_topic(question, topic))
         field = in_domain(question) or about
         found = self._search(question, topic, field)
-        if found and (self._confident(found[0], field) or self._leads(found)):
+        if found and (self._confident(found[0], field) or self._leads(found, question)):
             return Answer(found[0].entry.answer, "faq", found[0].entry.question)
         # A question that shares words with an entry is more likely the workshop's than small
         # talk ("what happens when I press stop?"), unless it is about the bot ("can you...").
@@ -276,9 +277,11 @@ class AssistantBrain(Brain):
             return match.confidence >= min(self.faq.threshold, FIELD_THRESHOLD)
         return match.confidence >= max(self.faq.threshold, OFF_FIELD_THRESHOLD)
 
-    def _leads(self, found: list[Match]) -> bool:
-        """Whether the best match is sure enough for the FAQ alone and far ahead of the next."""
-        return self._ahead(found) and found[0].confidence >= self.faq.threshold
+    def _leads(self, found: list[Match], question: str) -> bool:
+        """Whether ``question`` asks something and its best match is sure enough for the FAQ
+        alone and far ahead of the next ("I am so happy today" asks nothing: ELIZA's)."""
+        sure = found[0].confidence >= self.faq.threshold
+        return sure and self._ahead(found) and _asks(question)
 
     @staticmethod
     def _ahead(found: list[Match]) -> bool:
@@ -337,6 +340,14 @@ _QUESTION = re.compile(r"\?\s*$|^\W*(what|how|why|when|where|which|who|do|does|i
 
 
 _YOU = re.compile(r"\b(you|your|yourself)\b", re.I)
+# A question word anywhere: "pip install -r requirements.txt then what", "power goes out, what's
+# lost".
+_ASKING = re.compile(r"\?|\b(what|whats|how|why|when|where|which|who)\b", re.I)
+
+
+def _asks(message: str) -> bool:
+    """Whether ``message`` asks something, anywhere in it."""
+    return bool(_QUESTION.search(message) or _ASKING.search(message))
 
 
 def _asks_about_it(message: str) -> bool:
