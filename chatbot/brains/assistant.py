@@ -277,6 +277,7 @@ class AssistantBrain(Brain):
             return match.confidence >= min(self.faq.threshold, FIELD_THRESHOLD)
         return match.confidence >= max(self.faq.threshold, OFF_FIELD_THRESHOLD)
 
+    # %% notebooks/03_response-generation.ipynb, code cell 156 (id lead-code)
     def _leads(self, found: list[Match], question: str) -> bool:
         """Whether ``question`` asks something and its best match is sure enough for the FAQ
         alone and far ahead of the next ("I am so happy today" asks nothing: ELIZA's)."""
@@ -288,7 +289,7 @@ class AssistantBrain(Brain):
         """Whether the best match scores CLEAR_LEAD times the second's, or is the only one."""
         return len(found) == 1 or found[0].score >= CLEAR_LEAD * found[1].score
 
-    # %% notebooks/03_response-generation.ipynb, code cell 156 (id 3afef5c5)
+    # %% notebooks/03_response-generation.ipynb, code cell 157 (id 3afef5c5)
     def _related(self, topic: Entry) -> dict[str, float]:
         """How close each entry is to ``topic``, from 0 to 1, by its heading."""
         related = self._near_topics.get(topic.question)
@@ -318,7 +319,7 @@ class AssistantBrain(Brain):
         return sentence_case(reply, message)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 157 (id 3039794f)
+# %% notebooks/03_response-generation.ipynb, code cell 158 (id 3039794f)
 def _more(entry: Entry, kind: str) -> str:
     text = {"example": entry.example, "why": entry.why, "more": entry.why or entry.example}[kind]
     if text:
@@ -335,6 +336,7 @@ def _not_sure(found: list[Match], topic: str | None) -> Answer:
     return Answer(f"{NOT_SURE} Did you mean:\n\n{lines}", "not sure", topic, offered)
 
 
+# %% notebooks/03_response-generation.ipynb, code cell 159 (id asks-code)
 # A question about "it" after a topic: "what happens if I go over it?", "and in Jupyter?".
 _QUESTION = re.compile(r"\?\s*$|^\W*(what|how|why|when|where|which|who|do|does|is|are|can)\b", re.I)
 
