@@ -59,8 +59,15 @@ def reply_to(client: BlockingKernelClient, msg_id: str) -> dict[str, Any]:
 
 
 def start_waiting(client: BlockingKernelClient) -> str:
-    """Start the ten-minute cell; return once it prints that it is waiting (so it is awaiting)."""
-    msg_id = client.execute(WAITING)
+    """Start the ten-minute cell; return once it prints that it is waiting (so it is awaiting).
+
+    The cell is sent with ``stop_on_error=False``: after a cell's error, ipykernel aborts the
+    requests that reach it before it posts itself a "stop aborting" message, so a request sent
+    as soon as the error's reply arrives was sometimes aborted on a busy machine (the next
+    ten-minute cell never started, or the last cell's status was "aborted"). JupyterLab's Run
+    All wants that; this test wants each cell to run.
+    """
+    msg_id = client.execute(WAITING, stop_on_error=False)
     while True:
         message = client.get_iopub_msg(timeout=REPLY_TIMEOUT)
         if message["parent_header"].get("msg_id") != msg_id:
@@ -68,6 +75,8 @@ def start_waiting(client: BlockingKernelClient) -> str:
         if message["msg_type"] == "stream" and "waiting" in message["content"]["text"]:
             return str(msg_id)
         assert message["msg_type"] != "error", message["content"]
+        idle = message["msg_type"] == "status" and message["content"]["execution_state"] == "idle"
+        assert not idle, "the cell ended before it printed 'waiting'"
 
 
 def test_interrupt_stops_a_cell_that_awaits(
