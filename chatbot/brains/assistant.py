@@ -230,7 +230,7 @@ class AssistantBrain(Brain):
         question = focus(message)
         # "what happens if I go over it?", "what other limits are there?" after a topic are
         # about that topic: of the field.
-        about = topic is not None and (_asks_about_it(question) or self._on_topic(question, topic))
+        about = topic is not None and (_follows_on(question) or self._on_topic(question, topic))
         field = in_domain(question) or about
         found = self._search(question, topic, field)
         if found and (self._confident(found[0], field) or self._leads(found, question)):
@@ -255,7 +255,7 @@ class AssistantBrain(Brain):
         tied = len(alone) > 1 and alone[1].score >= TIED * alone[0].score
         # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
         # its own words lead clearly elsewhere; "I love it" is no question, and stays ELIZA's.
-        if _asks_about(question) and not (confident and self._ahead(alone)):
+        if _points_back(question) and not (confident and self._ahead(alone)):
             return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _LEANS.search(question):
             return alone[:3]
@@ -352,11 +352,12 @@ def _asks(message: str) -> bool:
     return bool(_QUESTION.search(message) or _ASKING.search(message))
 
 
-def _asks_about_it(message: str) -> bool:
+def _follows_on(message: str) -> bool:
+    """A question that leans on the last one: "and in Jupyter?", "what if I go over it?"."""
     return bool(_LEANS.search(message) and _QUESTION.search(message))
 
 
-def _asks_about(message: str) -> bool:
+def _points_back(message: str) -> bool:
     """A question that points back at the topic ("is it safe?"), not at the bot ("do you...")."""
     asks = _POINTS_BACK.search(message) and _QUESTION.search(message)
     return bool(asks) and not _YOU.search(message)
