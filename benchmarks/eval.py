@@ -41,6 +41,8 @@ PARTS = {
     "followups-heldout": HERE / "eval_followups_heldout.txt",
     "heldout2": HERE / "eval_heldout2.txt",  # a second held-out part, written in session 7
     "followups-heldout2": HERE / "eval_followups_heldout2.txt",
+    "heldout3": HERE / "eval_heldout3.txt",  # a third, written in session 9 (with small talk)
+    "followups-heldout3": HERE / "eval_followups_heldout3.txt",
 }
 """The parts of the evaluation and their files."""
 
