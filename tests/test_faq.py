@@ -194,7 +194,6 @@ OFF_TOPIC = [
     "who won the world cup in 2018",
     "what is the capital of France",
     "recommend a good pizza recipe",
-    "how do I install numpy",
     "how do I make a pandas dataframe",
     "how do I reverse a list in Python",
     "what is a decorator in python",
@@ -225,11 +224,15 @@ OFF_TOPIC = [
 
 # Off-topic questions that share rare words with entries ("name", "garbage", "machine", "learn"):
 # the faq brain alone answers them; the assistant, which asks more of a question without a word
-# of the field, does not (tests/test_assistant.py).
+# of the field, does not (tests/test_assistant.py). "install" is half of "how do I install numpy"
+# (numpy weighs as much, in one other entry): its confidence is 0.5, the faq brain's threshold,
+# give or take what any new phrasing changes in BM25's weights (0.47, 0.499, 0.5006 as the
+# knowledge base grew). The assistant's LEAD_THRESHOLD keeps a margin above it.
 OFF_TOPIC_WITH_KNOWN_WORDS = [
     "what is your name?",
     "how does garbage collection work in Java",
     "what is machine learning",
+    "how do I install numpy",
 ]
 
 EXTRA = """\
@@ -407,7 +410,7 @@ async def test_answer_at_the_threshold_and_hand_over_just_below_it(
 
 async def test_threshold_zero_answers_anything_with_a_known_word(knowledge: KnowledgeBase) -> None:
     brain = FaqBrain(knowledge, threshold=0.0)
-    assert await reply(brain, "how do I install numpy")  # 0.47: below the default
+    assert await reply(brain, "how do I install numpy")  # 0.5: at the default
     with pytest.raises(NoAnswer):
         await reply(brain, "zebra quokka")  # no known word: no match at all
 

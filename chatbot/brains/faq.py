@@ -92,6 +92,7 @@ _SAME_AS = """
     block: freeze freezes frozen freezing hang hangs hanging stuck unresponsive
     concurrently: parallel simultaneously concurrent
     timeout: deadline
+    loop: eventloop eventloops
     message: msg msgs
     connection: conn
     database: db
