@@ -7,6 +7,7 @@ import errno
 import pytest
 
 from chatbot import PortInUseError, background_servers, serve, start_background, stop_background
+from chatbot.workshop import background
 from tests.helpers import chat, client
 
 
@@ -57,3 +58,22 @@ async def test_stop_one_server_leaves_the_others_running() -> None:
             assert await chat(ws, "b lives") == "b lives"
     finally:
         await stop_background()
+
+
+async def test_free_port_skips_another_programs_port_and_keeps_its_own() -> None:
+    # A JupyterHub: another learner's server holds the port asked for; ours takes the next one,
+    # and asking again (the start cell run again) gives ours back, for start_background to replace.
+    async with serve(port=0) as other:
+        ours = background.free_port(other.port)
+        assert ours != other.port
+        bot = await start_background(port=ours)
+        try:
+            assert background.free_port(other.port) == ours
+            again = await start_background(port=background.free_port(other.port))
+            assert again is not bot and again.port == ours
+            async with client(again.url) as ws:
+                assert await chat(ws, "mine") == "mine"
+        finally:
+            await stop_background()
+        with pytest.raises(PortInUseError, match=rf"^\[Errno \d+\] ports {other.port} to "):
+            background.free_port(other.port, tries=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from chatbot.errors import PortInUseError
 from chatbot.server.base import ChatServer, Starting, echo
 from chatbot.server.base import serve as serve_text
 
-__all__ = ["background_servers", "start_background", "stop_background"]
+__all__ = ["background_servers", "free_port", "start_background", "stop_background"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +94,31 @@ async def stop_background(server: ChatServer | None = None) -> int:
 def background_servers() -> list[ChatServer]:
     """Return the servers started with :func:`start_background` that still run."""
     return list(_running.values())
+
+
+# %% notebooks/02_first-websocket-server.ipynb, code cell 44 (id free-port-code)
+def free_port(first: int = DEFAULT_PORT, host: str = DEFAULT_HOST, tries: int = 20) -> int:
+    """The first port from ``first`` that a server could take: free, or held by one started here.
+
+    Raises:
+        PortInUseError: ``tries`` ports in a row are held by other programs.
+    """
+    for port in range(first, min(first + tries, 65536)):
+        if (host, port) in _running or _bindable(host, port):
+            return port
+    raise PortInUseError(
+        errno.EADDRINUSE,
+        f"ports {first} to {first + tries - 1} on {host} are all in use; "
+        "choose another port (0 picks any free one)",
+    )
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
