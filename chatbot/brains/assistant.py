@@ -241,8 +241,9 @@ class AssistantBrain(Brain):
         if found and (self._confident(found[0], field) or self._leads(found, question)):
             return Answer(found[0].entry.answer, "faq", found[0].entry.question)
         # A question that shares words with an entry is more likely the workshop's than small
-        # talk ("what happens when I press stop?"), unless it is about the bot ("can you...").
-        asks = _QUESTION.search(question) and not _YOU.search(question)
+        # talk ("what happens when I press stop?", "ack after commit, whats the idea"), unless it
+        # is about the bot ("can you...").
+        asks = _asks(question) and not _YOU.search(question)
         unsure = QUESTION_UNSURE if asks else self.unsure
         if field or (found and found[0].confidence >= unsure):
             return _not_sure(found, previous)
@@ -347,7 +348,7 @@ def _not_sure(found: list[Match], topic: str | None) -> Answer:
 # that only joins it to the last message.
 _QUESTION = re.compile(
     r"\?\s*$|^\W*((and|but|so|then|ok|okay)\W+){0,2}"
-    r"(what|how|why|when|where|which|who|do|does|is|are|can)\b",
+    r"(what|how|why|when|where|which|who|do|does|did|is|are|can|could|will|would|should)\b",
     re.I,
 )
 
