@@ -11,13 +11,13 @@ from chatbot.workshop import background
 from tests.helpers import chat, client
 
 
-async def free_port() -> int:
+async def any_free_port() -> int:
     async with serve(port=0) as probe:
         return probe.port
 
 
 async def test_starting_again_on_the_same_port_replaces_the_server() -> None:
-    port = await free_port()
+    port = await any_free_port()
     first = await start_background(port=port)
     try:
         async with client(first.url) as old_client:

@@ -376,6 +376,7 @@ def _points_back(message: str) -> bool:
     return bool(asks) and not _YOU.search(message)
 
 
+# %% notebooks/03_response-generation.ipynb, code cell 160 (id pick-code)
 _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1, "third": 2}
 
 
