@@ -24,7 +24,7 @@ from chatbot.errors import PortInUseError
 from chatbot.server.base import ChatServer, Starting, echo
 from chatbot.server.base import serve as serve_text
 
-__all__ = ["background_servers", "free_port", "start_background", "stop_background"]
+__all__ = ["background_servers", "free_port", "port_is_free", "start_background", "stop_background"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def free_port(first: int = DEFAULT_PORT, host: str = DEFAULT_HOST, tries: int = 
         PortInUseError: ``tries`` ports in a row are held by other programs.
     """
     for port in range(first, min(first + tries, 65536)):
-        if (host, port) in _running or _bindable(host, port):
+        if (host, port) in _running or port_is_free(port, host):
             return port
     raise PortInUseError(
         errno.EADDRINUSE,
@@ -113,10 +113,12 @@ def free_port(first: int = DEFAULT_PORT, host: str = DEFAULT_HOST, tries: int = 
     )
 
 
-def _bindable(host: str, port: int) -> bool:
+def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
+    """Return whether a server could listen on ``host:port`` now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        # As asyncio's servers do: a port left in TIME_WAIT by a stopped server counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -18,7 +18,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import urllib.request
@@ -33,6 +32,7 @@ from chatbot.defaults import DEFAULT_BRAIN, DEFAULT_HOST, DEFAULT_PORT
 from chatbot.server.app import serve
 from chatbot.server.protocol import PROTOCOL
 from chatbot.server.web import page_url
+from chatbot.workshop.background import port_is_free
 from chatbot.workshop.launch import PORT_TRIES
 
 __all__ = ["Check", "check_machine", "summary"]
@@ -107,18 +107,6 @@ def check_packages() -> list[Check]:
 
 
 # %% notebooks/09_launch.ipynb, code cell 44 (id 2e330f1f)
-def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
-    """Return whether a server could listen on ``host:port`` now."""
-    with socket.socket() as probe:
-        # As asyncio's servers do: a port left in TIME_WAIT by a stopped server counts as free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def check_port(port: int, host: str = DEFAULT_HOST) -> Check:
     """Is ``port`` free? If not, which port would ``launch()`` take instead?"""
     if port_is_free(port, host):
