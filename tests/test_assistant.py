@@ -63,6 +63,26 @@ async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
     assert answer.topic == "How do I put one deadline on several tasks?"
 
 
+async def test_the_topic_s_then_lines_answer_its_follow_ups_unless_the_message_is_clear(
+    brain: AssistantBrain,
+) -> None:
+    blocking = brain.faq.knowledge.entry("What does blocking the event loop mean?")
+    assert blocking is not None
+    assert ("how do I fix it?", "How do I run blocking code without freezing the server?") in (
+        blocking.then
+    )
+    for follow, topic in [
+        ("how do i fix it", "How do I run blocking code without freezing the server?"),
+        ("ok so how do i fix that??", "How do I run blocking code without freezing the server?"),
+        # Clear on its own: its own words lead, and it leans on nothing.
+        ("what is a websocket?", "What is a WebSocket?"),
+    ]:
+        conversation = Conversation()
+        brain.answer("what does blocking the event loop mean", conversation)
+        answer = brain.answer(follow, conversation)
+        assert (answer.by, answer.topic) == ("faq", topic), follow
+
+
 async def test_a_follow_up_that_says_it_stays_in_the_topic_unless_its_words_lead_elsewhere(
     brain: AssistantBrain,
 ) -> None:

@@ -572,6 +572,26 @@ def test_entry_without_an_answer_is_reported_with_file_and_line(tmp_path: Path) 
             "phrasings right below the question's heading",
         ),
         (
+            "## When?\nThen:\nNow.\n",
+            "extra.md, line 2: an empty 'Then:' line; write a follow-up of 'When?' after "
+            "'Then:', or delete the line",
+        ),
+        (
+            "## When?\nNow.\nThen: and where? => Where?\n",
+            "extra.md, line 3: a 'Then:' line inside the answer of 'When?'; put follow-ups "
+            "right below the question's heading",
+        ),
+        (
+            "## When?\nThen: and where? Where?\nNow.\n",
+            "extra.md, line 2: write a 'Then:' line as 'Then: follow-up => question of its entry'",
+        ),
+        (
+            "## When is lunch?\nThen: and where? => Where is it?\nAt 12.\n\n"
+            "## Where do we eat?\nHere.\n",
+            "extra.md, line 1: the 'Then: and where?' line of 'When is lunch?' names 'Where is "
+            "it?', which is no entry's question; copy its '## ' heading exactly",
+        ),
+        (
             "## When?\n```\nnow\n\n## Where?\nHere.\n",
             "extra.md, line 2: this code fence is never closed; close it with a line '```'",
         ),
@@ -595,6 +615,10 @@ def test_entry_without_an_answer_is_reported_with_file_and_line(tmp_path: Path) 
         "empty heading",
         "empty Also",
         "Also in answer",
+        "empty Then",
+        "Then in answer",
+        "Then without arrow",
+        "Then names no entry",
         "open fence",
         "no entries",
         "duplicate",
@@ -605,6 +629,54 @@ def test_malformed_knowledge_base_gets_an_exact_error(text: str, message: str) -
     with pytest.raises(KnowledgeBaseError) as caught:
         KnowledgeBase.parse(text, "extra.md")
     assert str(caught.value) == message
+
+
+# Then: lines, what learners ask next after an entry
+
+THEN = """\
+## How do I add a timeout?
+Then: and for several tasks at once? => How do I put one deadline on several tasks?
+Also: timeout for a coroutine
+Then: what if it fires => How do I add a timeout?
+Wrap the await in `asyncio.timeout(5)`.
+
+## How do I put one deadline on several tasks?
+Put the `gather` inside one `asyncio.timeout`.
+"""
+
+
+def test_then_lines_are_read_apart_from_the_phrasings() -> None:
+    first, second = KnowledgeBase.parse(THEN).entries
+    assert first.phrasings == ("timeout for a coroutine",)
+    assert first.then == (
+        ("and for several tasks at once?", "How do I put one deadline on several tasks?"),
+        ("what if it fires", "How do I add a timeout?"),
+    )
+    assert first.answer == "Wrap the await in `asyncio.timeout(5)`."
+    assert second.then == ()
+
+
+def test_follow_on_finds_the_entry_of_the_most_alike_then_line() -> None:
+    kb = KnowledgeBase.parse(THEN)
+    timeout = kb.entry("How do I add a timeout?")
+    several = kb.entry("How do I put one deadline on several tasks?")
+    assert timeout is not None and several is not None
+    assert kb.follow_on(timeout, "and with several tasks") is several
+    assert kb.follow_on(timeout, "what if the timeout fires") is timeout
+    # Nothing alike, or a topic without Then: lines: no entry.
+    assert kb.follow_on(timeout, "who won the football") is None
+    assert kb.follow_on(timeout, "and?") is None
+    assert kb.follow_on(several, "and for several tasks at once?") is None
+
+
+def test_every_shipped_then_line_finds_its_own_entry(knowledge: KnowledgeBase) -> None:
+    lost = []
+    for entry in knowledge.entries:
+        for asked, target in entry.then:
+            found = knowledge.follow_on(entry, asked)
+            if found is None or found.question != target:
+                lost.append((entry.question, asked, target, found and found.question))
+    assert not lost
 
 
 def test_entry_added_twice_across_files_is_reported(knowledge: KnowledgeBase) -> None:

@@ -77,7 +77,7 @@ STOP_WORDS = frozenset(
     ok okay pls plz seem seems simple simply someone somebody something sort stuff things wat whole
     words beginner beginners dummies newbie noob problem problems issue issues whose whom cant
     couldnt wont wouldnt shouldnt didnt wasnt arent havent hasnt say says said saying
-    u ur five hood under english point hit meaning
+    u ur five hood under english point hit meaning btw
     """.split()
 )
 
@@ -206,6 +206,8 @@ class Entry:
         example: the text of its ``### Example`` section, or ``""``: what "show me an example"
             gets after this entry.
         why: the text of its ``### Why`` section, or ``""``: what "why?" gets.
+        then: from its ``Then:`` lines, the follow-ups that another entry answers after this
+            one: each a message and the question of the entry that answers it.
     """
 
     question: str
@@ -215,10 +217,13 @@ class Entry:
     line: int = 0
     example: str = ""
     why: str = ""
+    then: tuple[tuple[str, str], ...] = ()
 
 
 _HEADING = re.compile(r"##(?:[ \t]|$)")  # "## question"; "### more" belongs to an answer
 _ALSO = "also:"
+_THEN = "then:"  # "Then: how do I fix it? => How do I run blocking code ...?"
+_LINES = (_ALSO, _THEN)  # the lines between a heading and its answer
 _FENCE = "```"
 _SECTIONS = {"### example": "example", "### why": "why"}  # the follow-ups an entry answers
 
@@ -234,24 +239,34 @@ def _question(line: str, number: int, source: str) -> str:
     return question
 
 
-def _phrasing(line: str, question: str, answer: list[str], source: str, number: int) -> str:
-    """The other phrasing on an ``Also:`` line, which must come before the answer."""
-    phrasing = line.strip()[len(_ALSO) :].strip()
+def _phrasing(
+    line: str, question: str, answer: list[str], source: str, number: int
+) -> tuple[str, str]:
+    """The keyword and the text of an ``Also:`` or ``Then:`` line, before the answer."""
+    keyword, _, phrasing = line.strip().partition(":")
+    name, phrasing = keyword.strip().title(), phrasing.strip()
+    a, lines, what = ("an", "other phrasings", "another way to ask")
+    if name == "Then":
+        a, lines, what = ("a", "follow-ups", "a follow-up of")
     if any(written.strip() for written in answer):
         raise KnowledgeBaseError(
             source,
             number,
-            f"an 'Also:' line inside the answer of {question!r}; "
-            "put other phrasings right below the question's heading",
+            f"{a} '{name}:' line inside the answer of {question!r}; "
+            f"put {lines} right below the question's heading",
         )
     if not phrasing:
         raise KnowledgeBaseError(
             source,
             number,
-            f"an empty 'Also:' line; write another way to ask {question!r} after 'Also:', "
+            f"an empty '{name}:' line; write {what} {question!r} after '{name}:', "
             "or delete the line",
         )
-    return phrasing
+    if name == "Then" and not all(part.strip() for part in phrasing.partition(" => ")[::2]):
+        raise KnowledgeBaseError(
+            source, number, "write a 'Then:' line as 'Then: follow-up => question of its entry'"
+        )
+    return name.casefold() + ":", phrasing
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 91 (id 1b16e614)
@@ -259,12 +274,12 @@ def _parse(text: str, source: str = "<string>") -> list[Entry]:
     """Read the entries of a knowledge base written in Markdown (the preamble is ignored).
 
     Raises:
-        KnowledgeBaseError: an empty heading or ``Also:`` line, an ``Also:`` line inside an
-            answer, an entry without an answer, an unclosed code fence, or no entry at all.
+        KnowledgeBaseError: a mistake in a heading or in an ``Also:`` or ``Then:`` line, an
+            entry without an answer, an unclosed code fence, or no entry at all.
     """
     entries: list[Entry] = []
     heading: tuple[int, str] | None = None  # the line and question of the entry being read
-    phrasings: list[str] = []
+    phrasings: list[tuple[str, str]] = []  # each line's keyword and text
     answer: list[str] = []
     fence = 0  # the line of the open code fence; 0 outside a fence
     for number, line in enumerate(text.splitlines(), start=1):
@@ -275,7 +290,7 @@ def _parse(text: str, source: str = "<string>") -> list[Entry]:
                 entries.append(_entry(heading, phrasings, answer, source))
             heading, phrasings, answer = (number, _question(line, number, source)), [], []
             continue
-        elif heading is not None and not fence and line.strip().casefold().startswith(_ALSO):
+        elif heading is not None and not fence and line.strip().casefold().startswith(_LINES):
             phrasings.append(_phrasing(line, heading[1], answer, source, number))
             continue
         if heading is not None:  # before the first heading: the preamble, ignored
@@ -297,7 +312,9 @@ def _parse(text: str, source: str = "<string>") -> list[Entry]:
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 92 (id b40f7e07)
-def _entry(heading: tuple[int, str], phrasings: list[str], answer: list[str], source: str) -> Entry:
+def _entry(
+    heading: tuple[int, str], phrasings: list[tuple[str, str]], answer: list[str], source: str
+) -> Entry:
     line, question = heading
     parts: dict[str, list[str]] = {"answer": []}
     part, fence = "answer", False
@@ -318,7 +335,10 @@ def _entry(heading: tuple[int, str], phrasings: list[str], answer: list[str], so
             "heading and its 'Also:' lines, before the next '## ' heading",
         )
     more = {"example": texts.get("example", ""), "why": texts.get("why", "")}
-    return Entry(question, tuple(phrasings), texts["answer"], source, line, **more)
+    also = tuple(text for keyword, text in phrasings if keyword == _ALSO)
+    then = [text.partition(" => ")[::2] for keyword, text in phrasings if keyword == _THEN]
+    follow = tuple((asked.strip(), target.strip()) for asked, target in then)
+    return Entry(question, also, texts["answer"], source, line, **more, then=follow)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 93 (id bbfae561)
@@ -526,6 +546,19 @@ class KnowledgeBase:
                     f"the question {entry.question!r} has only stop words, nothing to search "
                     "for; reword it or add an 'Also:' line",
                 )
+        for entry in self._entries:
+            for asked, target in entry.then:
+                if target not in self._by_question:
+                    raise KnowledgeBaseError(
+                        entry.source,
+                        entry.line,
+                        f"the 'Then: {asked}' line of {entry.question!r} names {target!r}, "
+                        "which is no entry's question; copy its '## ' heading exactly",
+                    )
+        # Each entry's follow-ups, as words, with the entry that answers each (follow_on).
+        self._then = {
+            e.question: [(frozenset(tokens(a)), t) for a, t in e.then] for e in self._entries
+        }
         self._postings = _postings(documents, k1, b, (1.0, ANSWER_WEIGHT))
         self._exact = {frozenset(words) for texts in documents for _, words in texts[:-1]}
         phrasings = [[entry.question, *entry.phrasings] for entry in self._entries]
@@ -719,6 +752,30 @@ class KnowledgeBase:
                 scores[index] = scores.get(index, 0.0) + factor * weight
         return self._ranked(scores, possible, limit, found, (question, context))
 
+    # %% notebooks/03_response-generation.ipynb, code cell 111 (id then-code)
+    def follow_on(self, topic: Entry, message: str) -> Entry | None:
+        """The entry that answers ``message`` after ``topic``, by ``topic``'s ``Then:`` lines.
+
+        The line most alike to ``message`` names it, if it is alike enough
+        (:data:`THEN_THRESHOLD`): the weight of the words both have over the weight of the
+        words either has, each word weighed as a search weighs it (rare words count more).
+        None if no line is. The caller bounds the message's length, as for :meth:`search`.
+        """
+        asked = {word: self._weight(word) for word in tokens(message)}
+        total = sum(asked.values())
+        best, most = None, THEN_THRESHOLD
+        for words, target in self._then.get(topic.question, []):
+            both = sum(asked[word] for word in words if word in asked)
+            if both:  # most lines share no word: nothing more to weigh
+                either = total + sum(self._weight(word) for word in words) - both
+                if both / either > most or (best is None and both / either == most):
+                    best, most = target, both / either
+        return None if best is None else self.entry(best)
+
+    def _weight(self, word: str) -> float:
+        # A word's most in any entry; a word no entry has, its weight as a word of none.
+        return self._best.get(word, self._unknown)
+
 
 # %% notebooks/03_response-generation.ipynb, code cell 103 (id 5ae1a29b)
 TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed right (1)
@@ -739,7 +796,13 @@ def _misspellings(postings: dict[str, list[tuple[int, float]]]) -> dict[str, str
     return near
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 110 (id c1e2eeb8)
+# %% notebooks/03_response-generation.ipynb, code cell 110 (id then-const)
+# How alike a message and a topic's `Then:` line must be for follow_on, from 0 to 1: the weight of
+# the words both have over the weight of the words either has.
+THEN_THRESHOLD = 0.4
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 113 (id c1e2eeb8)
 DEFAULT_THRESHOLD = 0.5
 """The lowest confidence :class:`FaqBrain` answers with; below it, it hands over.
 
@@ -768,7 +831,7 @@ def answer_chunks(answer: str) -> tuple[str, ...]:
     return tuple(chunks)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 111 (id e5817fe9)
+# %% notebooks/03_response-generation.ipynb, code cell 114 (id e5817fe9)
 # The line that names an error: "RuntimeError: ...", "websockets.exceptions.ConnectionClosedOK:
 # ...", "RuntimeWarning: ...". In a pasted traceback it is the last one that says what happened.
 _ERROR = re.compile(r"(?:\b[\w.]*\.)?\b[A-Z]\w*(?:Error|Exception|Warning|Closed\w*|Exit)\b:?")
@@ -795,7 +858,7 @@ def focus(message: str) -> str:
     return tail[errors[-1].start() :].strip()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 112 (id b4429a65)
+# %% notebooks/03_response-generation.ipynb, code cell 115 (id b4429a65)
 @lru_cache(maxsize=1)  # one parsed copy for every brain: a KnowledgeBase never changes
 def _shipped() -> KnowledgeBase:
     return KnowledgeBase.load()
@@ -832,7 +895,7 @@ class FaqBrain(Brain):
     def __repr__(self) -> str:
         return f"<FaqBrain: {len(self.knowledge)} entries, threshold {self.threshold}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 113 (id 152f0e5a)
+    # %% notebooks/03_response-generation.ipynb, code cell 116 (id 152f0e5a)
     def best(self, message: str) -> Match | None:
         """The best match for ``message`` if its confidence reaches the threshold, else None."""
         question = focus(message)
