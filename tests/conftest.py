@@ -48,6 +48,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if redis_executable() is not None or redis_required():
         return
     for item in items:
-        runs_it = item.nodeid.startswith("notebooks/") or "runs_twice" in item.nodeid
+        runs_it = item.nodeid.startswith("notebooks/") or "run_all_in_jupyterlab" in item.nodeid
         if "08_scale-out" in item.nodeid and runs_it:
             item.add_marker(pytest.mark.skip(reason=MISSING))

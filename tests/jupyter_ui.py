@@ -287,6 +287,15 @@ def start_run_all(page: Page) -> None:
     assert not dialog.count(), f"Run All opened a dialog instead: {dialog.first.inner_text()}"
 
 
+def clear_all_outputs(page: Page) -> None:
+    """Edit > Clear Outputs of All Cells, and wait until no code cell shows a number: the kernel
+    keeps everything the cells defined, and a Run All after this begins as the first one did."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Edit$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Clear Outputs of All Cells$")).click()
+    cleared = f"() => ({PROMPTS})().every(prompt => !/\\d/.test(prompt))"
+    page.wait_for_function(cleared, timeout=WAIT, polling=100)
+
+
 def finish_run_all(page: Page) -> list[int]:
     """Wait until no cell shows [*] and the kernel is idle; return the code cells not run."""
     try:

@@ -36,11 +36,16 @@ SCREENSHOTS = os.environ.get("CHATBOT_SCREENSHOTS") == "1"
 TOKEN = "abc"
 
 # On a learner's machine without Chromium these tests are skipped, saying why. In CI (CI is set,
-# as .ci/run installs Chromium) a missing browser is a failure, never a silent skip.
-pytestmark = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK) and not os.environ.get("CI"),
-    reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium`, or set CHATBOT_CHROMIUM",
-)
+# as .ci/run installs Chromium) a missing browser is a failure, never a silent skip. Marked
+# browser: .ci/run runs them on the main Python only (the page is the same JavaScript on every
+# Python, and the server's side of it is tested without a browser on each).
+pytestmark = [
+    pytest.mark.skipif(
+        not os.access(CHROMIUM, os.X_OK) and not os.environ.get("CI"),
+        reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium`, or set CHATBOT_CHROMIUM",
+    ),
+    pytest.mark.browser,
+]
 
 
 # Brains for the tests.

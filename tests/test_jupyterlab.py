@@ -4,8 +4,10 @@ One JupyterLab (single user, no hub) serves a temporary copy of the repository w
 have no outputs; Chromium opens each notebook, clicks Run > Run All Cells, waits until every
 code cell has run and the kernel is idle, then checks what the learner sees: no error except in
 cells tagged ``raises-exception``, every Mermaid diagram drawn, and, in notebook 09, the chat
-page in the IFrame connected (Run All leaves the server running). nbval checks the outputs' text;
-this checks the interface. ``CHATBOT_SCREENSHOTS=1`` (or ``python tools/screenshots.py``) also
+page in the IFrame connected (Run All leaves the server running). Then it clears the outputs and
+runs all again in the same kernel, with no restart, as a learner who re-runs the notebook does,
+and checks the same. nbval checks the outputs' text (one run in a fresh kernel); this checks the
+interface and the second run. ``CHATBOT_SCREENSHOTS=1`` (or ``python tools/screenshots.py``) also
 writes the top of each notebook and the launched page to ``docs/screenshots/``.
 """
 
@@ -24,6 +26,7 @@ from tests.jupyter_ui import (
     chat,
     chat_frame,
     chromium,
+    clear_all_outputs,
     errors_shown,
     jupyter_lab,
     mermaid_blocks,
@@ -40,8 +43,8 @@ from tests.jupyter_ui import (
 
 TOKEN = "workshop"
 
-# Heavy (a JupyterLab, a browser, every notebook): on the main Python only, as the run-twice
-# test of the notebooks (.ci/run runs `-m "not notebooks"` on the other Pythons).
+# Heavy (a JupyterLab, a browser, every notebook twice): on the main Python only (.ci/run runs
+# `-m "not notebooks and not browser"` on the other Pythons).
 pytestmark = [needs_chromium, pytest.mark.notebooks]
 
 
@@ -75,18 +78,23 @@ def test_run_all_in_jupyterlab_shows_no_error(
     wait_for_mermaid(page, mermaid_blocks(copy))  # Markdown renders before anything runs
     if SCREENSHOTS:
         screenshot_top(page, DOCS / "screenshots" / f"{notebook.stem}.png")
-    not_run = run_all(page)
-    unexpected, silent = errors_shown(page, copy)
-    assert unexpected == [], "errors in cells not tagged raises-exception"
-    assert not_run == [], f"Run All stopped before code cells {not_run}"
-    # Run All went on past the cells that fail on purpose, and they did fail.
-    assert silent == [], f"code cells tagged raises-exception that showed no error: {silent}"
-    if notebook.name.startswith("09_"):
-        # The launched server outlives Run All: the page in the IFrame is connected.
-        frame = chat_frame(page)
-        chat(frame, "What is asyncio?")  # connected, and a real answer
-        if SCREENSHOTS:
-            frame.locator("#status").scroll_into_view_if_needed()
-            save_screenshot(page, DOCS / "screenshots" / "09_launch-page.png")
+    for run in ("first", "second"):
+        if run == "second":
+            # Re-running in the same kernel: the servers, tasks and names of the first run are
+            # still there, and every cell must cope with them.
+            clear_all_outputs(page)
+        not_run = run_all(page)
+        unexpected, silent = errors_shown(page, copy)
+        assert unexpected == [], f"{run} Run All: errors in cells not tagged raises-exception"
+        assert not_run == [], f"{run} Run All stopped before code cells {not_run}"
+        # Run All went on past the cells that fail on purpose, and they did fail.
+        assert silent == [], f"{run} Run All: tagged raises-exception, no error: {silent}"
+        if notebook.name.startswith("09_"):
+            # The launched server outlives Run All: the page in the IFrame is connected.
+            frame = chat_frame(page)
+            chat(frame, "What is asyncio?")  # connected, and a real answer
+            if SCREENSHOTS and run == "first":
+                frame.locator("#status").scroll_into_view_if_needed()
+                save_screenshot(page, DOCS / "screenshots" / "09_launch-page.png")
     # Stop the kernel: its servers with it, so the next notebook finds the machine as it was.
     shutdown_kernels(page, url, TOKEN)

@@ -1,8 +1,8 @@
-"""Every notebook runs top to bottom twice in one kernel (Run All twice, no restart).
+"""The notebooks as files: numbered, committed with their outputs, their exports silent.
 
 nbval (collected from notebooks/ by the pytest configuration) runs each notebook once in a fresh
-kernel and compares the outputs; this test adds the second run in the same kernel, which is what
-a learner does when they re-run cells.
+kernel and compares the outputs; tests/test_jupyterlab.py runs each twice in one kernel (Run All,
+then Run All again with no restart), as a learner who re-runs cells does.
 """
 
 from __future__ import annotations
@@ -22,25 +22,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 def test_notebooks_are_numbered_from_01_without_gaps() -> None:
     numbers = [int(path.name[:2]) for path in NOTEBOOKS]
     assert numbers == list(range(1, len(NOTEBOOKS) + 1))
-
-
-@pytest.mark.notebooks
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_twice_in_one_kernel(path: Path) -> None:
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    with client.setup_kernel():
-        for run in (1, 2):
-            for index, cell in enumerate(notebook.cells):
-                # Raises CellExecutionError, naming the cell, unless the cell is tagged
-                # raises-exception.
-                client.execute_cell(cell, index)
-            assert run  # both runs completed
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -220,6 +220,7 @@ async def test_the_server_marks_your_own_messages_by_session_not_by_name() -> No
         assert mine == {"hello from tab 1": True}
 
 
+@pytest.mark.browser
 async def test_the_page_shows_someone_with_your_name_as_someone_else() -> None:
     # Before: the page decided "You" by comparing names, so Mallory, calling herself Ada first,
     # had her messages shown as Ada's own on Ada's page (history and live).
@@ -317,6 +318,7 @@ async def test_a_client_that_asks_for_history_and_never_reads_is_dropped_by_byte
     assert SEND_QUEUE_BYTES < held <= 2 * SEND_QUEUE_BYTES  # the limit, and one frame more
 
 
+@pytest.mark.browser
 async def test_the_page_shows_earlier_pages_of_history_on_request(tmp_path: Path) -> None:
     from tests.test_browser import chromium, expect, new_page, open_chat
 
