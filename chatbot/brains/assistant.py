@@ -20,6 +20,7 @@ from chatbot.brains.base import Brain, Conversation
 from chatbot.brains.eliza import Eliza, ElizaBrain, ElizaScript
 from chatbot.brains.faq import (
     DEFAULT_THRESHOLD,
+    MAX_QUESTION_CHARS,
     RERANKED,
     STOP_WORDS,
     Entry,
@@ -255,7 +256,8 @@ class AssistantBrain(Brain):
         """The best entries for ``question``; after a topic, with its help when the message
         leans on it ("and in Jupyter?") or is not clear on its own: no confident match, or
         two entries almost tied ("how do I make a server?")."""
-        alone = self.faq.knowledge.search(question[:1000], limit=RERANKED)
+        bounded = question[:MAX_QUESTION_CHARS]  # a search's cost grows with the message
+        alone = self.faq.knowledge.search(bounded, limit=RERANKED)
         if topic is None:
             return alone[:3]
         confident = bool(alone) and self._confident(alone[0], field)
@@ -263,7 +265,7 @@ class AssistantBrain(Brain):
         # The topic's "Then:" lines know what comes next ("how do I fix it?" after blocking),
         # unless the message is clear on its own.
         clear = confident and self._ahead(alone) and not _LEANS.search(question)
-        then = None if clear else self.faq.knowledge.follow_on(topic, question[:1000])
+        then = None if clear else self.faq.knowledge.follow_on(topic, bounded)
         if then is not None:
             return [Match(then, 1.0, 1.0)]
         # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
@@ -278,7 +280,7 @@ class AssistantBrain(Brain):
         if boosted and self._confident(boosted[0], in_domain(question)):
             return boosted[:3]
         # Too few words of its own ("what if I go over it?"): the topic's words help search.
-        together = self.faq.knowledge.search(question[:1000], limit=3, context=topic.question)
+        together = self.faq.knowledge.search(bounded, limit=3, context=topic.question)
         if together and self._confident(together[0], field):
             return together
         return alone[:3] if confident else together or alone[:3]

@@ -239,15 +239,20 @@ def _question(line: str, number: int, source: str) -> str:
     return question
 
 
+# How an error names each kind of line: its article, its plural, and what it holds.
+_WORDING = {
+    "Also": ("an", "other phrasings", "another way to ask"),
+    "Then": ("a", "follow-ups", "a follow-up of"),
+}
+
+
 def _phrasing(
     line: str, question: str, answer: list[str], source: str, number: int
 ) -> tuple[str, str]:
     """The keyword and the text of an ``Also:`` or ``Then:`` line, before the answer."""
     keyword, _, phrasing = line.strip().partition(":")
     name, phrasing = keyword.strip().title(), phrasing.strip()
-    a, lines, what = ("an", "other phrasings", "another way to ask")
-    if name == "Then":
-        a, lines, what = ("a", "follow-ups", "a follow-up of")
+    a, lines, what = _WORDING[name]
     if any(written.strip() for written in answer):
         raise KnowledgeBaseError(
             source,
@@ -768,8 +773,9 @@ class KnowledgeBase:
             both = sum(asked[word] for word in words if word in asked)
             if both:  # most lines share no word: nothing more to weigh
                 either = total + sum(self._weight(word) for word in words) - both
-                if both / either > most or (best is None and both / either == most):
-                    best, most = target, both / either
+                alike = both / either
+                if alike > most or (best is None and alike == most):
+                    best, most = target, alike
         return None if best is None else self.entry(best)
 
     def _weight(self, word: str) -> float:
