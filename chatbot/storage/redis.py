@@ -743,7 +743,7 @@ class RedisFanout(Fanout):
                 pipe.hdel(f"{self._prefix}members:{conversation}", self.id)
             pipe.delete(f"{self._prefix}process:{self.id}")
             await pipe.execute()
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # redis < 8.2
         await self._subscriber.aclose()
         await self._redis.aclose()
 
