@@ -46,14 +46,19 @@ def test_defaults_are_loopback_port_8000_and_the_assistant() -> None:
 
 def test_tune_gc_collects_young_objects_less_often_and_keeps_the_older_thresholds() -> None:
     before = gc.get_threshold()
+    load_brain("assistant")  # alive at start-up, as in `python -m chatbot`
     try:
         tune_gc()
         young, middle, old = gc.get_threshold()
         assert young == max(before[0], GC_YOUNG)
         assert (middle, old) == before[1:]
         assert gc.isenabled()  # less often, never off
+        # What start-up made is out of every collection: a full one finds only what came after.
+        assert gc.get_freeze_count() > 10_000
+        assert len(gc.get_objects()) < gc.get_freeze_count()
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def test_a_notebook_launch_leaves_the_kernels_collector_alone() -> None:
