@@ -236,6 +236,12 @@ def test_sentence_case_keeps_the_user_s_spelling() -> None:
         "Why do you say your Python is slow"
     )
     assert sentence_case("I SEE. WHAT ELSE", "hmm") == "I see. What else"
+    # "I" and "I'm" in capitals wherever they are; a word that starts with a digit is no word.
+    assert sentence_case("I AM SURE I'M RIGHT? 2ND TRY", "i'm") == "I am sure I'm right? 2nd try"
+    # The user's own spelling of every word, CamelCase included; capitals alone are not spelling.
+    assert sentence_case("YOUR WEBSOCKETS AND YOUR API", "my WebSockets and my API") == (
+        "Your WebSockets and your api"
+    )
 
 
 def test_focus_keeps_the_last_error_of_a_traceback() -> None:

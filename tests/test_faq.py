@@ -24,6 +24,7 @@ from chatbot.brains.faq import (
     _words,
     letter_pieces,
     tokens,
+    word_set,
 )
 from chatbot.errors import ChatbotError
 
@@ -738,3 +739,36 @@ def test_letters_rank_a_run_together_word_with_its_entry(knowledge: KnowledgeBas
     asked = knowledge._letters("eventloop")
     likeness = {e.question: knowledge._likeness(asked, i) for i, e in enumerate(knowledge.entries)}
     assert max(likeness, key=likeness.__getitem__) == "What is the event loop?"
+
+
+def test_held_is_the_most_words_that_one_phrasing_has(knowledge: KnowledgeBase) -> None:
+    # _held counts with bit masks; here the count is made the plain way, one phrasing at a time.
+    rng = random.Random(15)
+    vocabulary = sorted({word for entry in knowledge.entries for word in tokens(entry.question)})
+    for index, entry in enumerate(knowledge.entries):
+        phrasings = [set(tokens(text)) for text in (entry.question, *entry.phrasings)]
+        own = sorted(set().union(*phrasings))
+        for _ in range(20):
+            found = set(rng.sample(own, rng.randint(0, min(12, len(own)))))
+            found |= set(rng.sample(vocabulary, rng.randint(0, 4)))
+            expected = max(len(found & words) for words in phrasings)
+            assert knowledge._held(index, found) == expected, (entry.question, found)
+
+
+def test_word_set_is_the_set_of_tokens_remembered_for_short_texts_only() -> None:
+    text = "Why does asyncio.run() fail in my notebook?"
+    assert word_set(text) == frozenset(tokens(text))
+    assert word_set(text) is word_set(text)  # remembered: split once
+    # A client sending long new messages must not grow the server's memory.
+    faq._remembered_words.cache_clear()
+    for n in range(100):
+        long = f"message {n} " + "asyncio " * 200
+        assert word_set(long) == frozenset(tokens(long))
+    assert faq._remembered_words.cache_info().currsize == 0
+
+
+def test_letter_pieces_are_remembered_for_short_texts_only() -> None:
+    faq._remembered_pieces.cache_clear()
+    long = "event loop " * (MAX_LETTERS_CHARS // 10)
+    assert letter_pieces(long) == letter_pieces("event loop")
+    assert faq._remembered_pieces.cache_info().currsize == 1  # "event loop" only

@@ -30,6 +30,7 @@ from chatbot.brains.faq import (
     answer_chunks,
     focus,
     tokens,
+    word_set,
 )
 from chatbot.brains.rules import RulesBrain
 
@@ -124,8 +125,15 @@ def follow_up(message: str) -> Literal["example", "why", "more"] | None:
 
 def in_domain(message: str) -> bool:
     """Whether ``message`` has a word of the field, an identifier or a call (``queue.get()``)."""
-    words = tokens(message)
-    return bool(_CALL.search(message)) or any(w in FIELD_WORDS or "_" in w for w in words)
+    words = word_set(message)
+    if not FIELD_WORDS.isdisjoint(words) or _CALL.search(message):
+        return True
+    return "_" in message and any("_" in word for word in words)  # "to_thread"
+
+
+_TYPED = re.compile(r"[\w']+")
+_LETTERED = re.compile(r"([^\W\d_][\w']*)")  # a word: a letter first
+_SENTENCE = re.compile(r"(^|[.!?]\s+)([a-z])")
 
 
 def sentence_case(reply: str, message: str) -> str:
@@ -136,17 +144,16 @@ def sentence_case(reply: str, message: str) -> str:
         sentence_case("WHY DO YOU SAY YOUR PYTHON IS SLOW", "my Python is slow")
         # 'Why do you say your Python is slow'
     """
-    typed: list[str] = re.findall(r"[\w']+", message)
+    typed = _TYPED.findall(message)
     written = {w.casefold(): w for w in typed if not w.islower() and not w.isupper()}
-
-    def word(found: re.Match[str]) -> str:
-        low = found.group().casefold()
-        if low == "i" or low.startswith("i'"):
-            return "I" + low[1:]
-        return written.get(low, low)
-
-    text = re.sub(r"[^\W\d_][\w']*", word, reply)
-    return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+    # Split into words and what is between them: parts[1::2] are the words, case folded.
+    parts = _LETTERED.split(reply.casefold())
+    parts[1::2] = [
+        "I" + word[1:] if word == "i" or word.startswith("i'") else written.get(word, word)
+        for word in parts[1::2]
+    ]
+    text = "".join(parts)
+    return _SENTENCE.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 154 (id 6f83f481)
@@ -324,7 +331,7 @@ class AssistantBrain(Brain):
             words = frozenset(tokens(" ".join((topic.question, *topic.phrasings))))
             self._topic_words[topic.question] = words
         asks = _QUESTION.search(question) and not _YOU.search(question)
-        return bool(asks) and not words.isdisjoint(tokens(question))
+        return bool(asks) and not words.isdisjoint(word_set(question))
 
     def _eliza(self, message: str, conversation: Conversation) -> str:
         # The same state as the `eliza` brain's: a session that changes brains keeps ELIZA's.

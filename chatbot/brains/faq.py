@@ -35,6 +35,7 @@ from chatbot.brains.base import Brain, Conversation, NoAnswer
 from chatbot.errors import ChatbotError
 
 __all__ = ["Entry", "FaqBrain", "KnowledgeBase", "KnowledgeBaseError", "Match", "tokens"]
+__all__ += ["word_set"]
 __all__ += ["ANSWER_WEIGHT", "BM25_B", "BM25_K1", "CONTEXT_WEIGHT", "DEFAULT_THRESHOLD"]
 __all__ += ["LETTERS_FROM", "LETTERS_WEIGHT", "MAX_LETTERS_CHARS", "Letters", "letter_pieces"]
 __all__ += ["MAX_QUESTION_CHARS", "PHRASE_WEIGHT", "RERANKED", "STOP_WORDS", "SYNONYMS"]
@@ -181,6 +182,26 @@ def tokens(text: str) -> list[str]:
             if len(parts) > 2:  # "ConnectionClosedError", not "WebSockets"
                 found.extend(p.casefold() for p in parts if p.casefold() not in STOP_WORDS)
     return [_stem(word) for word in found]
+
+
+_REMEMBERED = 64  # how many messages' words (and letters) are remembered
+_REMEMBERED_CHARS = 1000  # a longer message is split each time: the memory stays bounded
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The words of ``text``, as :func:`tokens` finds them, each once.
+
+    The assistant reads one message several ways (is it about the workshop? which entry? which
+    follow-up?), so the words of the last few messages are remembered: each is split once.
+    """
+    if len(text) > _REMEMBERED_CHARS:
+        return frozenset(tokens(text))
+    return _remembered_words(text)
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _remembered_words(text: str) -> frozenset[str]:
+    return frozenset(tokens(text))  # frozen: every caller shares the same set
 
 
 @lru_cache(maxsize=8192)  # words recur from message to message: stem each one once
@@ -438,10 +459,22 @@ _SHORT_WORD = 20
 
 def letter_pieces(text: str) -> tuple[str, ...]:
     """The pieces of three characters of each word of ``text``, case folded, with a space on
-    either side of the word ("loop": " lo", "loo", "oop", "op "); each once, in text order."""
+    either side of the word ("loop": " lo", "loo", "oop", "op "); each once, in text order.
+
+    The last few texts' pieces are remembered: a follow-up may be searched twice.
+    """
+    if len(text) > MAX_LETTERS_CHARS:
+        return _letter_pieces(text)
+    return _remembered_pieces(text)
+
+
+def _letter_pieces(text: str) -> tuple[str, ...]:
     words = text.casefold().split()
     cut = (_short_word_pieces(w) if len(w) <= _SHORT_WORD else _word_pieces(w) for w in words)
     return tuple(dict.fromkeys(itertools.chain.from_iterable(cut)))
+
+
+_remembered_pieces = lru_cache(maxsize=_REMEMBERED)(_letter_pieces)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 97 (id 6695137b)
@@ -588,9 +621,14 @@ class KnowledgeBase:
         }
         self._unknown = _idf(count, 0)
         self._near = _misspellings(self._postings)
-        # Each entry's phrasings as sets of words, and all their words together, for _held.
-        self._phrasings = [[frozenset(w) for f, w in texts if f == 0] for texts in documents]
-        self._phrased = [frozenset().union(*sets) for sets in self._phrasings]
+        # For _held: in each entry, which of its phrasings have each word, one bit a phrasing.
+        self._where: list[dict[str, int]] = []
+        for texts in documents:
+            where: dict[str, int] = {}
+            for bit, (_, words) in enumerate(t for t in texts if t[0] == 0):
+                for word in words:
+                    where[word] = where.get(word, 0) | 1 << bit
+            self._where.append(where)
         logger.debug("indexed %d entries, %d words", count, len(self._postings))
 
     @property
@@ -681,7 +719,7 @@ class KnowledgeBase:
     # %% notebooks/03_response-generation.ipynb, code cell 107 (id b84f6c9b)
     def _ranked(
         self,
-        scores: dict[int, float],
+        scores: list[float],
         possible: float,
         limit: int,
         found: set[str],
@@ -689,7 +727,9 @@ class KnowledgeBase:
     ) -> list[Match]:
         # The best few by BM25; each grows by the share of the question's words that one of its
         # phrasings has together. Ties go to the entry written first, never to hashing order.
-        best = sorted(scores, key=lambda index: (-scores[index], index))[: max(limit, RERANKED)]
+        # (sorted keeps equal scores in their order, reverse=True too: the lower index first.)
+        best = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        best = [index for index in best[: max(limit, RERANKED)] if scores[index] > 0]
         asked = max(1, len(found))
         final = {
             index: scores[index] * (1.0 + PHRASE_WEIGHT * self._held(index, found) / asked)
@@ -712,10 +752,27 @@ class KnowledgeBase:
 
     def _held(self, index: int, found: set[str]) -> int:
         """The most words of ``found`` that one phrasing of entry ``index`` has."""
-        shared = found & self._phrased[index]
-        if len(shared) < 2:  # none, or one word: some phrasing has it
-            return len(shared)
-        return max(len(shared & words) for words in self._phrasings[index])
+        where = self._where[index]
+        masks = [where[word] for word in found if word in where]
+        if len(masks) < 2:  # none, or one word: some phrasing has it
+            return len(masks)
+        # Count, for every phrasing at once, how many of the words it has: planes[k] holds
+        # bit k of each phrasing's count, and adding a word's mask carries as in binary.
+        planes: list[int] = []
+        for carry in masks:
+            for k, plane in enumerate(planes):
+                planes[k], carry = plane ^ carry, plane & carry
+                if not carry:
+                    break
+            else:
+                planes.append(carry)
+        # The largest count, from its highest bit down: keep the phrasings that have each bit.
+        held, phrasings = 0, -1
+        for k in reversed(range(len(planes))):
+            if phrasings & planes[k]:
+                phrasings &= planes[k]
+                held |= 1 << k
+        return held
 
     # %% notebooks/03_response-generation.ipynb, code cell 108 (id 743586e1)
     def search(self, question: str, limit: int = 3, *, context: str = "") -> list[Match]:
@@ -737,10 +794,10 @@ class KnowledgeBase:
         """
         if limit < 1:
             raise ValueError(f"limit must be 1 or more, got {limit}")
-        asked = set(tokens(question))  # a word asked twice counts once
+        asked = word_set(question)  # a word asked twice counts once
         weighted = [(word, 1.0) for word in asked]
-        weighted += [(word, CONTEXT_WEIGHT) for word in set(tokens(context)) - asked]
-        scores: dict[int, float] = {}
+        weighted += [(word, CONTEXT_WEIGHT) for word in word_set(context) - asked]
+        scores = [0.0] * len(self._entries)  # by entry
         possible = 0.0
         found = set()  # the indexed words the question itself has
         for word, factor in weighted:
@@ -754,7 +811,7 @@ class KnowledgeBase:
             if known != word:
                 factor *= TYPO_WEIGHT  # a guess counts for less than a word typed right
             for index, weight in self._postings[known]:
-                scores[index] = scores.get(index, 0.0) + factor * weight
+                scores[index] += factor * weight
         return self._ranked(scores, possible, limit, found, (question, context))
 
     # %% notebooks/03_response-generation.ipynb, code cell 111 (id then-code)
@@ -766,7 +823,7 @@ class KnowledgeBase:
         words either has, each word weighed as a search weighs it (rare words count more).
         None if no line is. The caller bounds the message's length, as for :meth:`search`.
         """
-        asked = {word: self._weight(word) for word in tokens(message)}
+        asked = {word: self._weight(word) for word in word_set(message)}
         total = sum(asked.values())
         best, most = None, THEN_THRESHOLD
         for words, target in self._then.get(topic.question, []):
