@@ -397,8 +397,10 @@ _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1
 
 def _pick(message: str, offered: list[str]) -> str | None:
     """After "Did you mean", "yes" or "the second one" picks one of the topics offered."""
+    if not offered:  # nothing was offered: most messages
+        return None
     words = _WORD.findall(message.casefold())
-    if not offered or not words or len(words) > 4:
+    if not words or len(words) > 4:
         return None
     picks = [_PICKS[word] for word in words if word in _PICKS]
     return offered[picks[0]] if picks and picks[0] < len(offered) else None
