@@ -18,6 +18,10 @@ pass, so the brains' memory stays bounded), again and again until ``--replies`` 
 ``--seconds`` seconds per brain, after one unmeasured pass. ``llm`` is left out: it needs an HTTP
 endpoint, and its cost is the model's, not the loop's.
 
+It prints first how fast the machine is: the time of ``sum(range(1000))``, as ``python -m
+timeit`` takes it (also in the JSON report). One machine here has been three times slower than
+another, so a figure means little without it.
+
 Writes ``benchmarks/results/brains.json`` (``brains-smoke.json`` with ``--smoke``).
 
 Examples::
@@ -38,6 +42,7 @@ import platform
 import statistics
 import sys
 import time
+import timeit
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -145,6 +150,16 @@ def corpus(knowledge: KnowledgeBase | None = None) -> dict[str, list[str]]:
         "rules": list(RULE_TRIGGERS),
         "chat": list(WORKSHOP_CHAT),
     }
+
+
+def machine_speed(number: int = 10_000, repeat: int = 5) -> float:
+    """Microseconds for ``sum(range(1000))`` here, the best of ``repeat`` (``python -m timeit``).
+
+    The same brain costs three times as much on one machine as on another, and figures taken
+    in different sessions are compared: this says how fast the machine was when they were.
+    """
+    best = min(timeit.repeat("sum(range(1000))", number=number, repeat=repeat))
+    return round(best / number * 1e6, 1)
 
 
 def _percentile(sorted_values: Sequence[int], fraction: float) -> int:
@@ -276,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     corpora = corpus()
     results: dict[str, Any] = {}
+    speed = machine_speed(1_000, 3) if args.smoke else machine_speed()
+    print(f"this machine: sum(range(1000)) in {speed} µs (python -m timeit)")
     print("CPU microseconds per reply (thread time); first chunk = the brain's thinking")
     print(
         f"{'brain':<10} {'replies':>8} {'median':>8} {'p99':>8} {'max':>8}"
@@ -303,7 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "in a running asyncio loop",
         "command": [sys.executable, *sys.argv],
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "sum_range_1000_us": speed,
+        },
         "corpora": {name: len(messages) for name, messages in corpora.items()},
         "limits": {"replies": replies, "seconds": seconds},
         "brains": results,

@@ -85,6 +85,10 @@ def test_smoke_measures_every_shipped_brain_but_llm(smoke: dict[str, Any]) -> No
         assert len(figures["slowest"]) == 5
     for name in SHIPPED:
         assert f"\n{name} " in smoke["stdout"]
+    # How fast the machine was, so that figures of different days can be compared.
+    speed = report["machine"]["sum_range_1000_us"]
+    assert speed > 0
+    assert f"sum(range(1000)) in {speed} µs" in smoke["stdout"]
 
 
 def test_llm_is_refused_with_the_reason() -> None:
