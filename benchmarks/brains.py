@@ -29,6 +29,7 @@ Examples::
     python benchmarks/brains.py                      # every brain, up to 20,000 replies or 5 s each
     python benchmarks/brains.py --brains assistant,eliza --seconds 10
     python benchmarks/brains.py --smoke              # a second or two: what CI runs
+    python benchmarks/brains.py --long               # the longest messages, costliest shapes
 """
 
 from __future__ import annotations
@@ -39,17 +40,20 @@ import contextlib
 import datetime
 import json
 import platform
+import random
 import statistics
+import string
 import sys
 import time
 import timeit
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from chatbot import cli
 from chatbot.brains.base import Brain, Conversation, NoAnswer, load_brain
 from chatbot.brains.faq import KnowledgeBase
+from chatbot.server.limits import Limits
 
 __all__ = ["BRAINS", "corpus", "main", "measure"]
 
@@ -138,6 +142,42 @@ WORKSHOP_CHAT = [
 ]
 
 CORPORA = ("faq", "cacm", "rules", "chat")
+
+
+def long_messages(chars: int = Limits().max_message_chars) -> dict[str, list[str]]:
+    """Messages as long as the server accepts, in the shapes that cost a brain most (``--long``).
+
+    What a client can make the event loop do with one message: every word known, every word
+    made up (each a possible typo), one endless word, no question word to stop a search for
+    one, a pasted traceback, feelings for ELIZA, other alphabets, identifiers. Each comes after
+    a question of the knowledge base, so that a brain with a topic has one. Made-up words come
+    from a seeded generator: the same messages on every run.
+    """
+    knowledge = KnowledgeBase.load()
+    known = sorted({word for entry in knowledge.entries for word in entry.question.split()})
+    rng = random.Random(16)
+
+    def made_up() -> str:
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(5, 9)))
+
+    def fill(words: Callable[[], str]) -> str:
+        text = ""
+        while len(text) < chars:
+            text += words() + " "
+        return text[:chars]
+
+    shapes = [
+        fill(lambda: rng.choice(known)),
+        fill(made_up),
+        "x" * chars,
+        fill(lambda: rng.choice("abc")),
+        fill(lambda: "why?"),
+        fill(lambda: 'File "x.py", line 3, in f') + "\nRuntimeError: no running event loop",
+        fill(lambda: "I feel sad because my mother"),
+        fill(lambda: "ça va très bien, merci beaucoup"),
+        fill(lambda: "ConnectionClosedError to_thread asyncio.run()"),
+    ]
+    return {"long": [message for shape in shapes for message in ("what is the event loop", shape)]}
 
 
 def corpus(knowledge: KnowledgeBase | None = None) -> dict[str, list[str]]:
@@ -270,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=5.0, help="seconds per brain at most (%(default)s)"
     )
     parser.add_argument("--smoke", action="store_true", help="a second or two: what CI runs")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="only messages as long as the server accepts, in their costliest shapes",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON report")
     return parser
 
@@ -289,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "llm" in names:
         print("error: llm needs an HTTP endpoint; it is not measured here", file=sys.stderr)
         return 2
-    corpora = corpus()
+    corpora = long_messages() if args.long else corpus()
     results: dict[str, Any] = {}
     speed = machine_speed(1_000, 3) if args.smoke else machine_speed()
     print(f"this machine: sum(range(1000)) in {speed} µs (python -m timeit)")
@@ -330,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "brains": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("brains-smoke.json" if args.smoke else "brains.json")
+    name = "brains-long" if args.long else "brains"
+    path = args.out / (f"{name}-smoke.json" if args.smoke else f"{name}.json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return 0

@@ -20,7 +20,7 @@ from chatbot.brains.assistant import (
 )
 from chatbot.brains.base import Conversation, reply_text
 from chatbot.brains.evaluation import OFF_TOPIC, Question, evaluate, read_questions
-from chatbot.brains.faq import KnowledgeBase, focus
+from chatbot.brains.faq import MAX_QUESTION_CHARS, KnowledgeBase, focus
 from tests.test_faq import OFF_TOPIC as FAQ_OFF_TOPIC
 from tests.test_faq import OFF_TOPIC_WITH_KNOWN_WORDS
 
@@ -327,3 +327,14 @@ def test_eval_script_smoke_run(
     printed = capsys.readouterr().out
     assert "assistant  heldout" in printed
     assert "top-1" in printed
+
+
+def test_a_long_message_is_read_up_to_max_question_chars(brain: AssistantBrain) -> None:
+    # What a reply costs must not grow with what a client sends (up to 4,000 characters): the
+    # assistant reads the first MAX_QUESTION_CHARS, and a question after them goes unread.
+    filler = "ok " * (MAX_QUESTION_CHARS // 3 + 10)
+    first = brain.answer("what is the event loop? " + filler, Conversation())
+    assert (first.by, first.topic) == ("faq", "What is the event loop?")
+    # Nothing of the field in what is read: small talk, not even "not sure" about the loop.
+    last = brain.answer(filler + "what is the event loop?", Conversation())
+    assert (last.by, last.topic) == ("eliza", None)

@@ -91,6 +91,26 @@ def test_smoke_measures_every_shipped_brain_but_llm(smoke: dict[str, Any]) -> No
     assert f"sum(range(1000)) in {speed} µs" in smoke["stdout"]
 
 
+def test_long_messages_are_as_long_as_the_server_accepts(benchmark: ModuleType) -> None:
+    from chatbot.server.limits import Limits
+
+    (messages,) = benchmark.long_messages().values()
+    longest = Limits().max_message_chars
+    shapes = messages[1::2]  # each after a question of the knowledge base
+    assert len(shapes) >= 8 and len(set(shapes)) == len(shapes)
+    assert all(longest - 40 <= len(shape) <= longest + 40 for shape in shapes)
+    assert benchmark.long_messages() == benchmark.long_messages()  # the same on every run
+
+
+def test_long_smoke_run_measures_only_the_long_messages(tmp_path: Path) -> None:
+    result = run("--long", "--smoke", "--brains", "assistant", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "brains-long-smoke.json").read_text())
+    assert list(report["corpora"]) == ["long"]
+    assert report["brains"]["assistant"]["replies"] > 0
+    assert "\nassistant " in result.stdout
+
+
 def test_llm_is_refused_with_the_reason() -> None:
     result = run("--brains", "llm", "--smoke")
     assert result.returncode == 2

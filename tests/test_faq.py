@@ -772,3 +772,33 @@ def test_letter_pieces_are_remembered_for_short_texts_only() -> None:
     long = "event loop " * (MAX_LETTERS_CHARS // 10)
     assert letter_pieces(long) == letter_pieces("event loop")
     assert faq._remembered_pieces.cache_info().currsize == 1  # "event loop" only
+
+
+# Made-up words of five letters or more, which no entry has (a paste, another language).
+UNKNOWN = ["qwxzy", "plorbt", "zindrak", "vexmort", "quorbl", "snarfly", "glimbo", "throxen"]
+
+
+def test_typos_are_guessed_among_a_few_unknown_words_not_among_many(
+    knowledge: KnowledgeBase,
+) -> None:
+    assert faq.MAX_GUESSES == len(UNKNOWN)
+    # "asyncioo" is one letter too many: guessed while the question has at most MAX_GUESSES
+    # unknown words, itself included...
+    few = knowledge.search("asyncioo " + " ".join(UNKNOWN[:-1]), limit=1)
+    assert [match.entry.question for match in few] == ["What is asyncio?"]
+    # ...and not in a message of more, where each guess would be a dozen look-ups for nothing.
+    assert knowledge.search("asyncioo " + " ".join(UNKNOWN), limit=1) == []
+
+
+def test_a_word_longer_than_any_indexed_word_is_never_cut_for_typos(
+    knowledge: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A typo is one letter away from an indexed word, so a word of a thousand letters is none:
+    # cutting it into a thousand shorter words to look up would cost milliseconds.
+    cut: list[int] = []
+    deletions = faq._deletions
+    monkeypatch.setattr(faq, "_deletions", lambda word: cut.append(len(word)) or deletions(word))
+    found = knowledge.search("x" * 900 + " asyncioo", limit=1)
+    assert [match.entry.question for match in found] == ["What is asyncio?"]
+    longest = max(len(word) for word in knowledge._postings)
+    assert cut and max(cut) <= longest + 1

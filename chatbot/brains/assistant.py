@@ -233,6 +233,10 @@ class AssistantBrain(Brain):
         self, message: str, conversation: Conversation, topic: Entry | None, offered: list[str]
     ) -> Answer:
         previous = topic.question if topic else None
+        # A message is read up to MAX_QUESTION_CHARS (a pasted traceback: up to its last error):
+        # what a reply costs must not grow with what a client sends.
+        question = focus(message)[:MAX_QUESTION_CHARS]
+        message = message[:MAX_QUESTION_CHARS]
         ruled = self.rules.reply(message, conversation)
         if ruled is not None:
             return Answer(ruled, "rules", previous)
@@ -242,7 +246,6 @@ class AssistantBrain(Brain):
         kind = follow_up(message) if topic else None
         if topic is not None and kind is not None:
             return Answer(_more(topic, kind), "follow-up", topic.question)
-        question = focus(message)
         # "what happens if I go over it?", "what other limits are there?" after a topic are
         # about that topic: of the field.
         about = topic is not None and (_follows_on(question) or self._on_topic(question, topic))
@@ -264,8 +267,7 @@ class AssistantBrain(Brain):
         """The best entries for ``question``; after a topic, with its help when the message
         leans on it ("and in Jupyter?") or is not clear on its own: no confident match, or
         two entries almost tied ("how do I make a server?")."""
-        bounded = question[:MAX_QUESTION_CHARS]  # a search's cost grows with the message
-        alone = self.faq.knowledge.search(bounded, limit=RERANKED)
+        alone = self.faq.knowledge.search(question, limit=RERANKED)
         if topic is None:
             return alone[:3]
         confident = bool(alone) and self._confident(alone[0], field)
@@ -273,7 +275,7 @@ class AssistantBrain(Brain):
         # The topic's "Then:" lines know what comes next ("how do I fix it?" after blocking),
         # unless the message is clear on its own.
         clear = confident and self._ahead(alone) and not _LEANS.search(question)
-        then = None if clear else self.faq.knowledge.follow_on(topic, bounded)
+        then = None if clear else self.faq.knowledge.follow_on(topic, question)
         if then is not None:
             return [Match(then, 1.0, 1.0)]
         # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
@@ -288,7 +290,7 @@ class AssistantBrain(Brain):
         if boosted and self._confident(boosted[0], in_domain(question)):
             return boosted[:3]
         # Too few words of its own ("what if I go over it?"): the topic's words help search.
-        together = self.faq.knowledge.search(bounded, limit=3, context=topic.question)
+        together = self.faq.knowledge.search(question, limit=3, context=topic.question)
         if together and self._confident(together[0], field):
             return together
         return alone[:3] if confident else together or alone[:3]

@@ -623,6 +623,7 @@ class KnowledgeBase:
         }
         self._unknown = _idf(count, 0)
         self._near = _misspellings(self._postings)
+        self._longest = max(map(len, self._postings), default=0)  # a longer word is no typo
         # For _held: in each entry, which of its phrasings have each word, one bit a phrasing.
         self._where: list[dict[str, int]] = []
         for texts in documents:
@@ -680,11 +681,12 @@ class KnowledgeBase:
         return knowledge
 
     # %% notebooks/03_response-generation.ipynb, code cell 106 (id 22e47886)
-    def _known(self, word: str) -> str | None:
-        """``word`` if the index has it, else the indexed word one typo away, else None."""
+    def _known(self, word: str, guess: bool = True) -> str | None:
+        """``word`` if the index has it, else the indexed word one typo away (if ``guess``),
+        else None."""
         if word in self._postings:
             return word
-        if len(word) < _TYPO_MIN or word.isdigit():
+        if not guess or not _TYPO_MIN <= len(word) <= self._longest + 1 or word.isdigit():
             return None
         if word in self._near:  # a letter missing: "timout"
             return self._near[word]
@@ -803,8 +805,11 @@ class KnowledgeBase:
         scores = [0.0] * len(self._entries)  # by entry
         possible = 0.0
         found = set()  # the indexed words the question itself has
+        # A few unknown words may be typos; many are a paste or another language, and guessing
+        # each (a dozen look-ups) would let one message cost milliseconds.
+        guess = sum(word not in self._postings for word, _ in weighted) <= MAX_GUESSES
         for word, factor in weighted:
-            known = self._known(word)
+            known = self._known(word, guess)
             if known is None:
                 possible += factor * self._unknown
                 continue
@@ -845,6 +850,7 @@ class KnowledgeBase:
 
 # %% notebooks/03_response-generation.ipynb, code cell 105 (id 5ae1a29b)
 TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed right (1)
+MAX_GUESSES = 8  # more unknown words than this in a question, and none is guessed
 _TYPO_MIN = 5  # shorter words have too many neighbours one letter away to guess which was meant
 
 
