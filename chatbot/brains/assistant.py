@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from chatbot.brains.base import Brain, Conversation
@@ -105,9 +106,10 @@ _FILLER = STOP_WORDS | frozenset(
 _WORD = re.compile(r"[a-z0-9]+")
 _CALL = re.compile(r"\b[A-Za-z_]\w*(\.\w+)*\(")  # "asyncio.run(", "queue.get("
 # "and in Jupyter?", "what about rooms?", "how do I join one?": the previous topic helps.
-_LEANS = re.compile(r"^\W*(and|but|also|so|then|what about|how about)\b|\b(it|one|that)\b", re.I)
+_LEADS_ON = re.compile(r"\W*(and|but|also|so|then|what about|how about)\b", re.I)
+_LEANING = frozenset("it one that".split())
 # "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
-_POINTS_BACK = re.compile(r"\b(it|its|they|them)\b", re.I)
+_POINTS_BACK = frozenset("it its they them".split())
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 155 (id e62cb866)
@@ -256,7 +258,7 @@ class AssistantBrain(Brain):
         # A question that shares words with an entry is more likely the workshop's than small
         # talk ("what happens when I press stop?", "ack after commit, whats the idea"), unless it
         # is about the bot ("can you...").
-        asks = _asks(question) and not _YOU.search(question)
+        asks = _asks(question) and not _has(question, _YOU)
         unsure = QUESTION_UNSURE if asks else self.unsure
         if field or (found and found[0].confidence >= unsure):
             return _not_sure(found, previous)
@@ -274,7 +276,7 @@ class AssistantBrain(Brain):
         tied = len(alone) > 1 and alone[1].score >= TIED * alone[0].score
         # The topic's "Then:" lines know what comes next ("how do I fix it?" after blocking),
         # unless the message is clear on its own.
-        clear = confident and self._ahead(alone) and not _LEANS.search(question)
+        clear = confident and self._ahead(alone) and not _leans(question)
         then = None if clear else self.faq.knowledge.follow_on(topic, question)
         if then is not None:
             return [Match(then, 1.0, 1.0)]
@@ -282,7 +284,7 @@ class AssistantBrain(Brain):
         # its own words lead clearly elsewhere; "I love it" is no question, and stays ELIZA's.
         if _points_back(question) and not (confident and self._ahead(alone)):
             return [Match(topic, 1.0, 1.0)]
-        if confident and not tied and not _LEANS.search(question):
+        if confident and not tied and not _leans(question):
             return alone[:3]
         # The message's own words choose; the topic breaks near ties between them.
         related = self._related(topic)
@@ -333,7 +335,7 @@ class AssistantBrain(Brain):
         if words is None:
             words = frozenset(tokens(" ".join((topic.question, *topic.phrasings))))
             self._topic_words[topic.question] = words
-        asks = _QUESTION.search(question) and not _YOU.search(question)
+        asks = _is_question(question) and not _has(question, _YOU)
         return bool(asks) and not words.isdisjoint(word_set(question))
 
     def _eliza(self, message: str, conversation: Conversation) -> str:
@@ -361,40 +363,64 @@ def _not_sure(found: list[Match], topic: str | None) -> Answer:
     return Answer(f"{NOT_SURE} Did you mean:\n\n{lines}", "not sure", topic, offered)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 166 (id asks-code)
+# %% notebooks/03_response-generation.ipynb, code cell 166 (id said-code)
+_TOKEN = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=64)  # one message is asked about several times; callers bound its length
+def _said(message: str) -> frozenset[str]:
+    """The words of ``message``, case folded: one pass, then each check is a set look-up (a
+    regular expression per check would scan the whole message when the word is not in it)."""
+    return frozenset(_TOKEN.findall(message.casefold()))
+
+
+def _has(message: str, words: frozenset[str]) -> bool:
+    return not words.isdisjoint(_said(message))
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 167 (id asks-code)
 # A question about "it" after a topic: "what happens if I go over it?", "and in Jupyter?".
 # "so where do I look then", "ok and how do I cancel it": a question word after a word or two
 # that only joins it to the last message.
-_QUESTION = re.compile(
-    r"\?\s*$|^\W*((and|but|so|then|ok|okay)\W+){0,2}"
+_QUESTION_START = re.compile(
+    r"\W*((and|but|so|then|ok|okay)\W+){0,2}"
     r"(what|how|why|when|where|which|who|do|does|did|is|are|can|could|will|would|should)\b",
     re.I,
 )
-
-
-_YOU = re.compile(r"\b(you|your|yourself)\b", re.I)
+_YOU = frozenset("you your yourself".split())
 # A question word anywhere: "pip install -r requirements.txt then what", "power goes out, what's
 # lost".
-_ASKING = re.compile(r"\?|\b(what|whats|how|why|when|where|which|who)\b", re.I)
+_ASKING = frozenset("what whats how why when where which who".split())
+
+
+def _is_question(message: str) -> bool:
+    """Whether ``message`` is phrased as a question: it ends with "?", or starts with a
+    question word (after an "and" or "ok" or two)."""
+    return message.rstrip().endswith("?") or bool(_QUESTION_START.match(message))
 
 
 def _asks(message: str) -> bool:
     """Whether ``message`` asks something, anywhere in it."""
-    return bool(_QUESTION.search(message) or _ASKING.search(message))
+    return _is_question(message) or "?" in message or _has(message, _ASKING)
+
+
+def _leans(message: str) -> bool:
+    """Whether ``message`` leans on the last one: "and in Jupyter?", "how do I join one?"."""
+    return bool(_LEADS_ON.match(message)) or _has(message, _LEANING)
 
 
 def _follows_on(message: str) -> bool:
     """A question that leans on the last one: "and in Jupyter?", "what if I go over it?"."""
-    return bool(_LEANS.search(message) and _QUESTION.search(message))
+    return _leans(message) and _is_question(message)
 
 
 def _points_back(message: str) -> bool:
     """A question that points back at the topic ("is it safe?"), not at the bot ("do you...")."""
-    asks = _POINTS_BACK.search(message) and _QUESTION.search(message)
-    return bool(asks) and not _YOU.search(message)
+    asks = _has(message, _POINTS_BACK) and _is_question(message)
+    return asks and not _has(message, _YOU)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 167 (id pick-code)
+# %% notebooks/03_response-generation.ipynb, code cell 168 (id pick-code)
 _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1, "third": 2}
 
 
