@@ -250,7 +250,7 @@ _FENCE = "```"
 _SECTIONS = {"### example": "example", "### why": "why"}  # the follow-ups an entry answers
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 92 (id 2bb648c9)
+# %% notebooks/03_response-generation.ipynb, code cell 92 (id question-code)
 def _question(line: str, number: int, source: str) -> str:
     """The question of a ``## `` heading line; it must not be empty."""
     question = line[2:].strip()
@@ -261,6 +261,7 @@ def _question(line: str, number: int, source: str) -> str:
     return question
 
 
+# %% notebooks/03_response-generation.ipynb, code cell 93 (id 2bb648c9)
 # How an error names each kind of line: its article, its plural, and what it holds.
 _WORDING = {
     "Also": ("an", "other phrasings", "another way to ask"),
@@ -296,7 +297,7 @@ def _phrasing(
     return name.casefold() + ":", phrasing
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 93 (id 1b16e614)
+# %% notebooks/03_response-generation.ipynb, code cell 94 (id 1b16e614)
 def _parse(text: str, source: str = "<string>") -> list[Entry]:
     """Read the entries of a knowledge base written in Markdown (the preamble is ignored).
 
@@ -338,7 +339,7 @@ def _parse(text: str, source: str = "<string>") -> list[Entry]:
     return entries
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 94 (id b40f7e07)
+# %% notebooks/03_response-generation.ipynb, code cell 95 (id b40f7e07)
 def _entry(
     heading: tuple[int, str], phrasings: list[tuple[str, str]], answer: list[str], source: str
 ) -> Entry:
@@ -368,7 +369,7 @@ def _entry(
     return Entry(question, also, texts["answer"], source, line, **more, then=follow)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 95 (id bbfae561)
+# %% notebooks/03_response-generation.ipynb, code cell 96 (id bbfae561)
 BM25_K1 = 1.2
 """BM25's ``k1``: how soon a repeated word stops adding to the score (0: at once)."""
 
@@ -394,7 +395,7 @@ def _idf(count: int, having: int) -> float:
     return math.log(1.0 + (count - having + 0.5) / (having + 0.5))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 96 (id 2ced1bab)
+# %% notebooks/03_response-generation.ipynb, code cell 97 (id 2ced1bab)
 def _postings(
     documents: list[list[tuple[int, list[str]]]], k1: float, b: float, weights: tuple[float, ...]
 ) -> dict[str, list[tuple[int, float]]]:
@@ -431,7 +432,7 @@ def _postings(
     return postings
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 97 (id c3138d78)
+# %% notebooks/03_response-generation.ipynb, code cell 98 (id c3138d78)
 LETTERS_WEIGHT = 2.0
 """How much more an entry of BM25's best few scores when its letters are the most alike (x3);
 the others grow in proportion to their likeness."""
@@ -458,7 +459,7 @@ _short_word_pieces = lru_cache(maxsize=2048)(_word_pieces)
 _SHORT_WORD = 20
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 98 (id pieces-code)
+# %% notebooks/03_response-generation.ipynb, code cell 99 (id pieces-code)
 def letter_pieces(text: str) -> tuple[str, ...]:
     """The pieces of three characters of each word of ``text``, case folded, with a space on
     either side of the word ("loop": " lo", "loo", "oop", "op "); each once, in text order.
@@ -479,7 +480,7 @@ def _letter_pieces(text: str) -> tuple[str, ...]:
 _remembered_pieces = lru_cache(maxsize=_REMEMBERED)(_letter_pieces)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 100 (id 6695137b)
+# %% notebooks/03_response-generation.ipynb, code cell 101 (id 6695137b)
 def _length(weights: Iterable[float]) -> float:
     return math.hypot(*weights) or 1.0  # the root of the squares' sum, in C
 
@@ -509,7 +510,7 @@ def _letter_profiles(texts: list[list[str]]) -> tuple[dict[str, float], list[dic
     return idf, profiles
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 101 (id ef6dcede)
+# %% notebooks/03_response-generation.ipynb, code cell 102 (id ef6dcede)
 class Match(NamedTuple):
     """An entry found by :meth:`KnowledgeBase.search`, with how well it matches.
 
@@ -529,7 +530,7 @@ class Match(NamedTuple):
     confidence: float
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 102 (id 2df77115)
+# %% notebooks/03_response-generation.ipynb, code cell 103 (id 2df77115)
 class KnowledgeBase:
     """Questions and answers, indexed for BM25 search when created.
 
@@ -569,7 +570,7 @@ class KnowledgeBase:
         """The entry whose heading is ``question``, or None."""
         return self._by_question.get(question)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 103 (id a93f812d)
+    # %% notebooks/03_response-generation.ipynb, code cell 104 (id a93f812d)
     def _index(self, k1: float, b: float) -> None:
         # A short phrasing that has the user's words beats a long one that has them too, so
         # "What is the event loop?" wins over "How can I see that the event loop is blocked?".
@@ -605,7 +606,7 @@ class KnowledgeBase:
         self._letter_idf, self._profiles = _letter_profiles(phrasings)
         self._yardsticks(documents)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 104 (id 1c1834cb)
+    # %% notebooks/03_response-generation.ipynb, code cell 105 (id 1c1834cb)
     def _yardsticks(self, documents: list[list[tuple[int, list[str]]]]) -> None:
         # The yardsticks of the confidence: what each word could add, at most, to an entry that
         # has it in a question of average length (its idf), or more where it counts more; and
@@ -645,7 +646,7 @@ class KnowledgeBase:
     def __repr__(self) -> str:
         return f"<KnowledgeBase: {len(self._entries)} entries>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 105 (id c5670a0b)
+    # %% notebooks/03_response-generation.ipynb, code cell 106 (id c5670a0b)
     @classmethod
     def parse(cls, text: str, source: str = "<string>") -> KnowledgeBase:
         """Build a knowledge base from Markdown text.
@@ -680,7 +681,7 @@ class KnowledgeBase:
         logger.info("loaded %d FAQ entries from %s", len(knowledge.entries), source)
         return knowledge
 
-    # %% notebooks/03_response-generation.ipynb, code cell 107 (id 22e47886)
+    # %% notebooks/03_response-generation.ipynb, code cell 108 (id 22e47886)
     def _known(self, word: str, guess: bool = True) -> str | None:
         """``word`` if the index has it, else the indexed word one typo away (if ``guess``),
         else None."""
@@ -697,7 +698,7 @@ class KnowledgeBase:
                 return self._near[shorter]
         return None
 
-    # %% notebooks/03_response-generation.ipynb, code cell 108 (id 67b5f712)
+    # %% notebooks/03_response-generation.ipynb, code cell 109 (id 67b5f712)
     def _letters(self, question: str, context: str = "") -> Letters:
         """The pieces of ``question``, with 1 over their length; and those of ``context`` with
         CONTEXT_WEIGHT over theirs."""
@@ -720,7 +721,7 @@ class KnowledgeBase:
             for pieces, factor in letters
         )
 
-    # %% notebooks/03_response-generation.ipynb, code cell 110 (id b84f6c9b)
+    # %% notebooks/03_response-generation.ipynb, code cell 111 (id b84f6c9b)
     def _ranked(
         self,
         scores: list[float],
@@ -754,7 +755,7 @@ class KnowledgeBase:
             for index in ranked
         ]
 
-    # %% notebooks/03_response-generation.ipynb, code cell 111 (id held-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 112 (id held-code)
     def _held(self, index: int, found: set[str]) -> int:
         """The most words of ``found`` that one phrasing of entry ``index`` has."""
         where = self._where[index]
@@ -779,7 +780,7 @@ class KnowledgeBase:
                 held |= 1 << k
         return held
 
-    # %% notebooks/03_response-generation.ipynb, code cell 112 (id 743586e1)
+    # %% notebooks/03_response-generation.ipynb, code cell 113 (id 743586e1)
     def search(self, question: str, limit: int = 3, *, context: str = "") -> list[Match]:
         """Find the entries that best match ``question``, best first.
 
@@ -803,10 +804,7 @@ class KnowledgeBase:
         weighted = [(word, 1.0) for word in asked]
         weighted += [(word, CONTEXT_WEIGHT) for word in word_set(context) - asked]
         scores = [0.0] * len(self._entries)  # by entry
-        possible = 0.0
-        found = set()  # the indexed words the question itself has
-        # A few unknown words may be typos; many are a paste or another language, and guessing
-        # each (a dozen look-ups) would let one message cost milliseconds.
+        possible, found = 0.0, set()  # found: the indexed words the question itself has
         guess = sum(word not in self._postings for word, _ in weighted) <= MAX_GUESSES
         for word, factor in weighted:
             known = self._known(word, guess)
@@ -822,7 +820,7 @@ class KnowledgeBase:
                 scores[index] += factor * weight
         return self._ranked(scores, possible, limit, found, (question, context))
 
-    # %% notebooks/03_response-generation.ipynb, code cell 115 (id then-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 116 (id then-code)
     def follow_on(self, topic: Entry, message: str) -> Entry | None:
         """The entry that answers ``message`` after ``topic``, by ``topic``'s ``Then:`` lines.
 
@@ -848,9 +846,11 @@ class KnowledgeBase:
         return self._best.get(word, self._unknown)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 106 (id 5ae1a29b)
+# %% notebooks/03_response-generation.ipynb, code cell 107 (id 5ae1a29b)
 TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed right (1)
-MAX_GUESSES = 8  # more unknown words than this in a question, and none is guessed
+# More unknown words than this in a question (a paste, another language), and none is guessed:
+# each guess is a dozen look-ups, and a long message must not cost milliseconds.
+MAX_GUESSES = 8
 _TYPO_MIN = 5  # shorter words have too many neighbours one letter away to guess which was meant
 
 
@@ -868,13 +868,13 @@ def _misspellings(postings: dict[str, list[tuple[int, float]]]) -> dict[str, str
     return near
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 114 (id then-const)
+# %% notebooks/03_response-generation.ipynb, code cell 115 (id then-const)
 # How alike a message and a topic's `Then:` line must be for follow_on, from 0 to 1: the weight of
 # the words both have over the weight of the words either has.
 THEN_THRESHOLD = 0.4
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 117 (id c1e2eeb8)
+# %% notebooks/03_response-generation.ipynb, code cell 118 (id c1e2eeb8)
 DEFAULT_THRESHOLD = 0.5
 """The lowest confidence :class:`FaqBrain` answers with; below it, it hands over.
 
@@ -903,7 +903,7 @@ def answer_chunks(answer: str) -> tuple[str, ...]:
     return tuple(chunks)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 118 (id e5817fe9)
+# %% notebooks/03_response-generation.ipynb, code cell 119 (id e5817fe9)
 # The line that names an error: "RuntimeError: ...", "websockets.exceptions.ConnectionClosedOK:
 # ...", "RuntimeWarning: ...". In a pasted traceback it is the last one that says what happened.
 _ERROR = re.compile(r"(?:\b[\w.]*\.)?\b[A-Z]\w*(?:Error|Exception|Warning|Closed\w*|Exit)\b:?")
@@ -930,7 +930,7 @@ def focus(message: str) -> str:
     return tail[errors[-1].start() :].strip()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 119 (id b4429a65)
+# %% notebooks/03_response-generation.ipynb, code cell 120 (id b4429a65)
 @lru_cache(maxsize=1)  # one parsed copy for every brain: a KnowledgeBase never changes
 def _shipped() -> KnowledgeBase:
     return KnowledgeBase.load()
@@ -967,7 +967,7 @@ class FaqBrain(Brain):
     def __repr__(self) -> str:
         return f"<FaqBrain: {len(self.knowledge)} entries, threshold {self.threshold}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 120 (id 152f0e5a)
+    # %% notebooks/03_response-generation.ipynb, code cell 121 (id 152f0e5a)
     def best(self, message: str) -> Match | None:
         """The best match for ``message`` if its confidence reaches the threshold, else None."""
         question = focus(message)
