@@ -729,9 +729,23 @@ def test_long_words_are_cut_without_filling_the_cache() -> None:
 
 
 def test_a_long_question_is_cut_only_up_to_its_limit(knowledge: KnowledgeBase) -> None:
-    ((pieces, factor),) = knowledge._letters("asyncio " * 10_000)
+    ((pieces, factor, _),) = knowledge._letters("asyncio " * 10_000)
     assert len(set(pieces)) <= MAX_LETTERS_CHARS and factor > 0
     assert pieces == letter_pieces(("asyncio " * 10_000)[:MAX_LETTERS_CHARS])
+
+
+def test_letters_sums_are_remembered_for_a_few_texts_and_change_nothing() -> None:
+    # A follow-up's second search reuses what its words' pieces were worth to each entry; the
+    # memory keeps the last few texts only, and a search gives what a fresh index gives.
+    used, fresh = KnowledgeBase.load(), KnowledgeBase.load()
+    for n in range(3 * faq._REMEMBERED):
+        used.search(f"how do I cancel task number {n}", context="What is a task?")
+        assert len(used._weighed) <= faq._REMEMBERED
+    question, topic = "what if it never ends", "How does cancellation work?"
+    used.search(question, limit=5, context=topic)  # remembered now
+    assert used.search(question, limit=5, context=topic) == fresh.search(
+        question, limit=5, context=topic
+    )
 
 
 def test_letters_rank_a_run_together_word_with_its_entry(knowledge: KnowledgeBase) -> None:

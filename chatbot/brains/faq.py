@@ -444,8 +444,9 @@ is not one the knowledge base knows (small talk, ELIZA's), and cutting it would 
 MAX_LETTERS_CHARS = 300
 """How many characters of a question are cut into pieces: a long paste costs no more than this."""
 
-Letters = list[tuple[tuple[str, ...], float]]
-"""A question's pieces and its context's, each with a factor (see ``KnowledgeBase._letters``)."""
+Letters = list[tuple[tuple[str, ...], float, dict[int, float]]]
+"""A question's pieces and its context's, each with a factor and what entries' profiles gave
+them so far (see ``KnowledgeBase._letters``)."""
 
 
 def _word_pieces(word: str) -> tuple[str, ...]:
@@ -604,6 +605,7 @@ class KnowledgeBase:
         self._exact = {frozenset(words) for texts in documents for _, words in texts[:-1]}
         phrasings = [[entry.question, *entry.phrasings] for entry in self._entries]
         self._letter_idf, self._profiles = _letter_profiles(phrasings)
+        self._weighed: dict[tuple[str, ...], tuple[float, dict[int, float]]] = {}  # _letters
         self._yardsticks(documents)
 
     # %% notebooks/03_response-generation.ipynb, code cell 105 (id 1c1834cb)
@@ -702,12 +704,22 @@ class KnowledgeBase:
     def _letters(self, question: str, context: str = "") -> Letters:
         """The pieces of ``question``, with 1 over their length; and those of ``context`` with
         CONTEXT_WEIGHT over theirs."""
-        asked = letter_pieces(question[:MAX_LETTERS_CHARS])
-        letters = [(asked, 1.0 / self._letters_length(asked))]
+        letters = [self._pieces(question, 1.0)]
         if context:
-            more = letter_pieces(context[:MAX_LETTERS_CHARS])
-            letters.append((more, CONTEXT_WEIGHT / self._letters_length(more)))
+            letters.append(self._pieces(context, CONTEXT_WEIGHT))
         return letters
+
+    def _pieces(self, text: str, weight: float) -> tuple[tuple[str, ...], float, dict[int, float]]:
+        # The last few texts keep their length and what each profile gave them: a follow-up is
+        # searched twice, and a topic's question is the context of each of its follow-ups.
+        pieces = letter_pieces(text[:MAX_LETTERS_CHARS])
+        weighed = self._weighed.get(pieces)
+        if weighed is None:
+            if len(self._weighed) >= _REMEMBERED:  # bounded: start again rather than grow
+                self._weighed.clear()
+            weighed = self._weighed[pieces] = (self._letters_length(pieces), {})
+        length, given = weighed
+        return pieces, weight / length, given
 
     def _letters_length(self, pieces: tuple[str, ...]) -> float:
         # A question's piece weighs its idf (0 if no entry has it).
@@ -715,11 +727,14 @@ class KnowledgeBase:
 
     def _likeness(self, letters: Letters, index: int) -> float:
         """The cosine of a question's pieces and entry ``index``'s profile, from 0 to 1."""
-        profile = self._profiles[index]
-        return sum(
-            factor * sum(map(profile.get, pieces, itertools.repeat(0.0)))
-            for pieces, factor in letters
-        )
+        likeness = 0.0
+        for pieces, factor, given in letters:
+            shared = given.get(index)
+            if shared is None:
+                profile = self._profiles[index]
+                shared = given[index] = sum(map(profile.get, pieces, itertools.repeat(0.0)))
+            likeness += factor * shared
+        return likeness
 
     # %% notebooks/03_response-generation.ipynb, code cell 111 (id b84f6c9b)
     def _ranked(
@@ -733,8 +748,9 @@ class KnowledgeBase:
         # The best few by BM25; each grows by the share of the question's words that one of its
         # phrasings has together. Ties go to the entry written first, never to hashing order.
         # (sorted keeps equal scores in their order, reverse=True too: the lower index first.)
-        best = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
-        best = [index for index in best[: max(limit, RERANKED)] if scores[index] > 0]
+        # Only entries with a word of the question are sorted: filter keeps the scores above 0.
+        having = filter(scores.__getitem__, range(len(scores)))
+        best = sorted(having, key=scores.__getitem__, reverse=True)[: max(limit, RERANKED)]
         asked = max(1, len(found))
         final = {
             index: scores[index] * (1.0 + PHRASE_WEIGHT * self._held(index, found) / asked)
@@ -833,12 +849,13 @@ class KnowledgeBase:
         total = sum(asked.values())
         best, most = None, THEN_THRESHOLD
         for words, target in self._then.get(topic.question, []):
+            if words.isdisjoint(asked):  # most lines share no word: nothing to weigh
+                continue
             both = sum(asked[word] for word in words if word in asked)
-            if both:  # most lines share no word: nothing more to weigh
-                either = total + sum(self._weight(word) for word in words) - both
-                alike = both / either
-                if alike > most or (best is None and alike == most):
-                    best, most = target, alike
+            either = total + sum(self._weight(word) for word in words) - both
+            alike = both / either
+            if alike > most or (best is None and alike == most):
+                best, most = target, alike
         return None if best is None else self.entry(best)
 
     def _weight(self, word: str) -> float:
