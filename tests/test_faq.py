@@ -365,6 +365,7 @@ def test_tokens_lower_case_drop_stop_words_stem_and_join_synonyms() -> None:
         "asyncio",
         "to_thread",
         "thread",
+        "asyncio.to_thread",
     ]
     assert tokens("Blocked, blocking, blocks; stuck") == ["block"] * 4
     assert tokens("ws coro") == ["websocket", "coroutin"]
@@ -767,6 +768,20 @@ def test_held_is_the_most_words_that_one_phrasing_has(knowledge: KnowledgeBase) 
             found |= set(rng.sample(vocabulary, rng.randint(0, 4)))
             expected = max(len(found & words) for words in phrasings)
             assert knowledge._held(index, found) == expected, (entry.question, found)
+
+
+def test_a_dotted_name_counts_whole(knowledge: KnowledgeBase) -> None:
+    assert tokens("asyncio.Queue, socket.io, e.g. 3.12") == [
+        "asyncio", "queue", "websocket", "io", "e", "g", "3", "12", "asyncio.queu", "socket.io"
+    ]  # fmt: skip
+
+    # A name the knowledge base has makes a match surer than its parts alone; a name none of
+    # its entries has (asyncio.Event: "asyncio" and "event" are common words) makes it less sure.
+    def sure(question: str) -> float:
+        return knowledge.search(question)[0].confidence
+
+    assert sure("asyncio.run fails in jupyter") > sure("asyncio run fails in jupyter")
+    assert sure("asyncio.Event set and wait") < sure("asyncio event set and wait")
 
 
 def test_word_set_is_the_set_of_tokens_remembered_for_short_texts_only() -> None:

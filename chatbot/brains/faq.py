@@ -153,9 +153,8 @@ def _words(text: str) -> list[str]:
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 87 (id a9fd5962)
-# One Snowball stemmer per thread: a PyStemmer object must not be used by two threads at once,
-# and a knowledge base may be loaded in a worker thread while the loop answers questions.
-_stemmers = threading.local()
+# A dotted name ("asyncio.Queue", "socket.io") also counts whole.
+_DOTTED = re.compile(r"\b[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+")
 # A word in CamelCase ("ConnectionClosedError") also counts as its parts.
 _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
@@ -166,8 +165,10 @@ def tokens(text: str) -> list[str]:
     Apostrophes are dropped first, so "don't" is one (stop) word and "asyncio's" is "asyncio".
     An identifier counts as itself and as its parts, so "to_thread", "asyncio.to_thread" and
     "to thread" all find an entry about ``to_thread``, and the exact name counts most; so does
-    a CamelCase name ("ConnectionClosedError"). Words in :data:`SYNONYMS` become their synonym,
-    then every word is stemmed ("blocking", "blocked" and "blocks" all become "block").
+    a dotted name ("asyncio.Queue": its parts alone are common words, and a name that no entry
+    has says the question is about something else) and a CamelCase name
+    ("ConnectionClosedError"). Words in :data:`SYNONYMS` become their synonym, then every word
+    is stemmed ("blocking", "blocked" and "blocks" all become "block").
     """
     text = text.replace("'", "").replace("\u2019", "")
     found = []
@@ -181,7 +182,16 @@ def tokens(text: str) -> list[str]:
             parts = [] if word.islower() or word.isupper() else _CAMEL.findall(word)
             if len(parts) > 2:  # "ConnectionClosedError", not "WebSockets"
                 found.extend(p.casefold() for p in parts if p.casefold() not in STOP_WORDS)
+    # A dotted name is inside one run of characters that are not blanks: only those are read.
+    dotted = (part for part in text.split() if "." in part) if "." in text else ()
+    found.extend(name.casefold() for part in dotted for name in _DOTTED.findall(part))
     return [_stem(word) for word in found]
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 88 (id stem-code)
+# One Snowball stemmer per thread: a PyStemmer object must not be used by two threads at once,
+# and a knowledge base may be loaded in a worker thread while the loop answers questions.
+_stemmers = threading.local()
 
 
 @lru_cache(maxsize=8192)  # words recur from message to message: stem each one once
@@ -192,7 +202,7 @@ def _stem(word: str) -> str:
     return str(stemmer.stemWord(SYNONYMS.get(word, word)))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 89 (id word-set-code)
+# %% notebooks/03_response-generation.ipynb, code cell 90 (id word-set-code)
 _REMEMBERED = 64  # how many messages' words (and letters) are remembered
 _REMEMBERED_CHARS = 1000  # a longer message is split each time: the memory stays bounded
 
@@ -213,7 +223,7 @@ def _remembered_words(text: str) -> frozenset[str]:
     return frozenset(tokens(text))  # frozen: every caller shares the same set
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 91 (id 921dcd99)
+# %% notebooks/03_response-generation.ipynb, code cell 92 (id 921dcd99)
 @dataclass(frozen=True)
 class Entry:
     """One question of the knowledge base, with its other phrasings and its answer.
@@ -250,7 +260,7 @@ _FENCE = "```"
 _SECTIONS = {"### example": "example", "### why": "why"}  # the follow-ups an entry answers
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 92 (id question-code)
+# %% notebooks/03_response-generation.ipynb, code cell 93 (id question-code)
 def _question(line: str, number: int, source: str) -> str:
     """The question of a ``## `` heading line; it must not be empty."""
     question = line[2:].strip()
@@ -261,7 +271,7 @@ def _question(line: str, number: int, source: str) -> str:
     return question
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 93 (id 2bb648c9)
+# %% notebooks/03_response-generation.ipynb, code cell 94 (id 2bb648c9)
 # How an error names each kind of line: its article, its plural, and what it holds.
 _WORDING = {
     "Also": ("an", "other phrasings", "another way to ask"),
@@ -297,7 +307,7 @@ def _phrasing(
     return name.casefold() + ":", phrasing
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 94 (id 1b16e614)
+# %% notebooks/03_response-generation.ipynb, code cell 95 (id 1b16e614)
 def _parse(text: str, source: str = "<string>") -> list[Entry]:
     """Read the entries of a knowledge base written in Markdown (the preamble is ignored).
 
@@ -339,7 +349,7 @@ def _parse(text: str, source: str = "<string>") -> list[Entry]:
     return entries
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 95 (id b40f7e07)
+# %% notebooks/03_response-generation.ipynb, code cell 96 (id b40f7e07)
 def _entry(
     heading: tuple[int, str], phrasings: list[tuple[str, str]], answer: list[str], source: str
 ) -> Entry:
@@ -369,7 +379,7 @@ def _entry(
     return Entry(question, also, texts["answer"], source, line, **more, then=follow)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 96 (id bbfae561)
+# %% notebooks/03_response-generation.ipynb, code cell 97 (id bbfae561)
 BM25_K1 = 1.2
 """BM25's ``k1``: how soon a repeated word stops adding to the score (0: at once)."""
 
@@ -395,7 +405,12 @@ def _idf(count: int, having: int) -> float:
     return math.log(1.0 + (count - having + 0.5) / (having + 0.5))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 97 (id 2ced1bab)
+def _text_length(words: list[str]) -> int:
+    # A dotted name counts beside its parts ("asyncio.run": "asyncio", "run"), not in its length.
+    return sum("." not in word for word in words)
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 98 (id 2ced1bab)
 def _postings(
     documents: list[list[tuple[int, list[str]]]], k1: float, b: float, weights: tuple[float, ...]
 ) -> dict[str, list[tuple[int, float]]]:
@@ -409,7 +424,7 @@ def _postings(
     lengths: dict[int, list[int]] = {}
     for texts in documents:
         for field, words in texts:
-            lengths.setdefault(field, []).append(len(words))
+            lengths.setdefault(field, []).append(_text_length(words))
     averages = {field: max(1.0, sum(n) / len(n)) for field, n in lengths.items()}
     # How rare a word is counts entries, not texts: an entry that repeats a word in all its
     # phrasings must not make that word look common.
@@ -421,7 +436,7 @@ def _postings(
     for index, texts in enumerate(documents):
         best: dict[str, float] = {}
         for field, words in texts:
-            norm = k1 * (1.0 - b + b * len(words) / averages[field])
+            norm = k1 * (1.0 - b + b * _text_length(words) / averages[field])
             for word in set(words):
                 tf = words.count(word)
                 idf = _idf(len(documents), having[word])
@@ -432,7 +447,7 @@ def _postings(
     return postings
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 98 (id c3138d78)
+# %% notebooks/03_response-generation.ipynb, code cell 99 (id c3138d78)
 LETTERS_WEIGHT = 2.0
 """How much more an entry of BM25's best few scores when its letters are the most alike (x3);
 the others grow in proportion to their likeness."""
@@ -460,7 +475,7 @@ _short_word_pieces = lru_cache(maxsize=2048)(_word_pieces)
 _SHORT_WORD = 20
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 99 (id pieces-code)
+# %% notebooks/03_response-generation.ipynb, code cell 100 (id pieces-code)
 def letter_pieces(text: str) -> tuple[str, ...]:
     """The pieces of three characters of each word of ``text``, case folded, with a space on
     either side of the word ("loop": " lo", "loo", "oop", "op "); each once, in text order.
@@ -481,7 +496,7 @@ def _letter_pieces(text: str) -> tuple[str, ...]:
 _remembered_pieces = lru_cache(maxsize=_REMEMBERED)(_letter_pieces)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 101 (id 6695137b)
+# %% notebooks/03_response-generation.ipynb, code cell 102 (id 6695137b)
 def _length(weights: Iterable[float]) -> float:
     return math.hypot(*weights) or 1.0  # the root of the squares' sum, in C
 
@@ -511,7 +526,7 @@ def _letter_profiles(texts: list[list[str]]) -> tuple[dict[str, float], list[dic
     return idf, profiles
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 102 (id ef6dcede)
+# %% notebooks/03_response-generation.ipynb, code cell 103 (id ef6dcede)
 class Match(NamedTuple):
     """An entry found by :meth:`KnowledgeBase.search`, with how well it matches.
 
@@ -531,7 +546,7 @@ class Match(NamedTuple):
     confidence: float
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 103 (id 2df77115)
+# %% notebooks/03_response-generation.ipynb, code cell 104 (id 2df77115)
 class KnowledgeBase:
     """Questions and answers, indexed for BM25 search when created.
 
@@ -571,7 +586,7 @@ class KnowledgeBase:
         """The entry whose heading is ``question``, or None."""
         return self._by_question.get(question)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 104 (id a93f812d)
+    # %% notebooks/03_response-generation.ipynb, code cell 105 (id a93f812d)
     def _index(self, k1: float, b: float) -> None:
         # A short phrasing that has the user's words beats a long one that has them too, so
         # "What is the event loop?" wins over "How can I see that the event loop is blocked?".
@@ -608,7 +623,7 @@ class KnowledgeBase:
         self._weighed: dict[tuple[str, ...], tuple[float, dict[int, float]]] = {}  # _letters
         self._yardsticks(documents)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 105 (id 1c1834cb)
+    # %% notebooks/03_response-generation.ipynb, code cell 106 (id 1c1834cb)
     def _yardsticks(self, documents: list[list[tuple[int, list[str]]]]) -> None:
         # The yardsticks of the confidence: what each word could add, at most, to an entry that
         # has it in a question of average length (its idf), or more where it counts more; and
@@ -648,7 +663,7 @@ class KnowledgeBase:
     def __repr__(self) -> str:
         return f"<KnowledgeBase: {len(self._entries)} entries>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 106 (id c5670a0b)
+    # %% notebooks/03_response-generation.ipynb, code cell 107 (id c5670a0b)
     @classmethod
     def parse(cls, text: str, source: str = "<string>") -> KnowledgeBase:
         """Build a knowledge base from Markdown text.
@@ -683,7 +698,7 @@ class KnowledgeBase:
         logger.info("loaded %d FAQ entries from %s", len(knowledge.entries), source)
         return knowledge
 
-    # %% notebooks/03_response-generation.ipynb, code cell 108 (id 22e47886)
+    # %% notebooks/03_response-generation.ipynb, code cell 109 (id 22e47886)
     def _known(self, word: str, guess: bool = True) -> str | None:
         """``word`` if the index has it, else the indexed word one typo away (if ``guess``),
         else None."""
@@ -700,7 +715,7 @@ class KnowledgeBase:
                 return self._near[shorter]
         return None
 
-    # %% notebooks/03_response-generation.ipynb, code cell 109 (id 67b5f712)
+    # %% notebooks/03_response-generation.ipynb, code cell 110 (id 67b5f712)
     def _letters(self, question: str, context: str = "") -> Letters:
         """The pieces of ``question``, with 1 over their length; and those of ``context`` with
         CONTEXT_WEIGHT over theirs."""
@@ -736,7 +751,7 @@ class KnowledgeBase:
             likeness += factor * shared
         return likeness
 
-    # %% notebooks/03_response-generation.ipynb, code cell 111 (id b84f6c9b)
+    # %% notebooks/03_response-generation.ipynb, code cell 112 (id b84f6c9b)
     def _ranked(
         self,
         scores: list[float],
@@ -771,7 +786,7 @@ class KnowledgeBase:
             for index in ranked
         ]
 
-    # %% notebooks/03_response-generation.ipynb, code cell 112 (id held-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 113 (id held-code)
     def _held(self, index: int, found: set[str]) -> int:
         """The most words of ``found`` that one phrasing of entry ``index`` has."""
         where = self._where[index]
@@ -796,7 +811,7 @@ class KnowledgeBase:
                 held |= 1 << k
         return held
 
-    # %% notebooks/03_response-generation.ipynb, code cell 113 (id 743586e1)
+    # %% notebooks/03_response-generation.ipynb, code cell 114 (id 743586e1)
     def search(self, question: str, limit: int = 3, *, context: str = "") -> list[Match]:
         """Find the entries that best match ``question``, best first.
 
@@ -836,7 +851,7 @@ class KnowledgeBase:
                 scores[index] += factor * weight
         return self._ranked(scores, possible, limit, found, (question, context))
 
-    # %% notebooks/03_response-generation.ipynb, code cell 116 (id then-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 117 (id then-code)
     def follow_on(self, topic: Entry, message: str) -> Entry | None:
         """The entry that answers ``message`` after ``topic``, by ``topic``'s ``Then:`` lines.
 
@@ -863,7 +878,7 @@ class KnowledgeBase:
         return self._best.get(word, self._unknown)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 107 (id 5ae1a29b)
+# %% notebooks/03_response-generation.ipynb, code cell 108 (id 5ae1a29b)
 TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed right (1)
 # More unknown words than this in a question (a paste, another language), and none is guessed:
 # each guess is a dozen look-ups, and a long message must not cost milliseconds.
@@ -885,13 +900,13 @@ def _misspellings(postings: dict[str, list[tuple[int, float]]]) -> dict[str, str
     return near
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 115 (id then-const)
+# %% notebooks/03_response-generation.ipynb, code cell 116 (id then-const)
 # How alike a message and a topic's `Then:` line must be for follow_on, from 0 to 1: the weight of
 # the words both have over the weight of the words either has.
 THEN_THRESHOLD = 0.4
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 118 (id c1e2eeb8)
+# %% notebooks/03_response-generation.ipynb, code cell 119 (id c1e2eeb8)
 DEFAULT_THRESHOLD = 0.5
 """The lowest confidence :class:`FaqBrain` answers with; below it, it hands over.
 
@@ -920,7 +935,7 @@ def answer_chunks(answer: str) -> tuple[str, ...]:
     return tuple(chunks)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 119 (id e5817fe9)
+# %% notebooks/03_response-generation.ipynb, code cell 120 (id e5817fe9)
 # The line that names an error: "RuntimeError: ...", "websockets.exceptions.ConnectionClosedOK:
 # ...", "RuntimeWarning: ...". In a pasted traceback it is the last one that says what happened.
 _ERROR = re.compile(r"(?:\b[\w.]*\.)?\b[A-Z]\w*(?:Error|Exception|Warning|Closed\w*|Exit)\b:?")
@@ -947,7 +962,7 @@ def focus(message: str) -> str:
     return tail[errors[-1].start() :].strip()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 120 (id b4429a65)
+# %% notebooks/03_response-generation.ipynb, code cell 121 (id b4429a65)
 @lru_cache(maxsize=1)  # one parsed copy for every brain: a KnowledgeBase never changes
 def _shipped() -> KnowledgeBase:
     return KnowledgeBase.load()
@@ -984,7 +999,7 @@ class FaqBrain(Brain):
     def __repr__(self) -> str:
         return f"<FaqBrain: {len(self.knowledge)} entries, threshold {self.threshold}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 121 (id 152f0e5a)
+    # %% notebooks/03_response-generation.ipynb, code cell 122 (id 152f0e5a)
     def best(self, message: str) -> Match | None:
         """The best match for ``message`` if its confidence reaches the threshold, else None."""
         question = focus(message)
