@@ -212,6 +212,19 @@ async def test_feelings_with_everyday_words_of_the_field_go_to_eliza(
     assert brain.answer(message, Conversation()).by == "eliza"
 
 
+async def test_i_dont_understand_is_answered_in_the_topic_not_by_eliza(
+    brain: AssistantBrain,
+) -> None:
+    conversation = Conversation()
+    brain.answer("what is backpressure", conversation)
+    answer = brain.answer("I don't understand", conversation)
+    entry = brain.faq.knowledge.entry("What is backpressure?")
+    assert entry is not None
+    assert (answer.by, answer.topic, answer.text) == ("follow-up", entry.question, entry.why)
+    # Without a topic, there is nothing to say again: ELIZA's, as before.
+    assert brain.answer("I don't understand", Conversation()).by == "eliza"
+
+
 @pytest.mark.parametrize("question", FAQ_OFF_TOPIC + OFF_TOPIC_WITH_KNOWN_WORDS)
 async def test_off_topic_questions_never_get_an_entry(brain: AssistantBrain, question: str) -> None:
     assert brain.answer(question, Conversation()).by != "faq"
@@ -221,6 +234,9 @@ def test_follow_up_kinds() -> None:
     assert follow_up("why?") == "why"
     assert follow_up("show me an example please") == "example"
     assert follow_up("can you say that more simply") == "more"
+    # Saying the answer did not land asks for it another way; a feeling alone does not.
+    assert follow_up("i dont understand") == follow_up("hmm, still confused") == "more"
+    assert follow_up("i feel so lost today") is None
     assert follow_up("why is my event loop blocked?") is None
     assert follow_up("hello") is None
 

@@ -93,15 +93,20 @@ _FIELD = """
 FIELD_WORDS = frozenset(tokens(_FIELD))
 
 # A follow-up that asks for more of the same topic, and nothing else: "why?", "show me an
-# example", "can you say that more simply". Its words are these, and words that say nothing.
+# example", "can you say that more simply", "I don't understand". Its words are these, and
+# words that say nothing.
 _ASKS = {
     "example": frozenset("example examples show sample demo code snippet".split()),
     "why": frozenset("why reason reasons".split()),
-    "more": frozenset("more simple simply simpler explain elaborate detail details".split()),
+    "more": frozenset(
+        """more simple simply simpler explain elaborate detail details understand understood
+        confused confusing unclear clear sense complicated lost""".split()
+    ),
 }
 _FILLER = STOP_WORDS | frozenset(
     """please pls plz give say bit little maybe ok okay yes another one some words like five
-    plain english sure good bad important needed matter exist exists again once""".split()
+    plain english sure good bad important needed matter exist exists again once hmm sorry
+    still sounds""".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")
 _CALL = re.compile(r"\b[A-Za-z_]\w*(\.\w+)*\(")  # "asyncio.run(", "queue.get("
