@@ -45,13 +45,17 @@ async def test_a_question_gets_its_entry_and_becomes_the_topic(brain: AssistantB
     json.dumps(conversation.state)  # sessions store it as JSON
 
 
-async def test_why_is_answered_in_the_previous_topic(brain: AssistantBrain) -> None:
+# "I don't understand" asks for it another way: the same as "why?" (the entry's ### Why).
+@pytest.mark.parametrize("message", ["why?", "I don't understand", "that makes no sense"])
+async def test_why_is_answered_in_the_previous_topic(brain: AssistantBrain, message: str) -> None:
     conversation = Conversation()
     brain.answer("what is backpressure", conversation)
-    answer = brain.answer("why?", conversation)
+    answer = brain.answer(message, conversation)
     entry = brain.faq.knowledge.entry("What is backpressure?")
     assert entry is not None
-    assert (answer.by, answer.text) == ("follow-up", entry.why)
+    assert (answer.by, answer.topic, answer.text) == ("follow-up", entry.question, entry.why)
+    # Without a topic, there is nothing to say again: ELIZA's.
+    assert brain.answer(message, Conversation()).by == "eliza"
 
 
 async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
@@ -210,19 +214,6 @@ async def test_feelings_with_everyday_words_of_the_field_go_to_eliza(
     brain: AssistantBrain, message: str
 ) -> None:
     assert brain.answer(message, Conversation()).by == "eliza"
-
-
-async def test_i_dont_understand_is_answered_in_the_topic_not_by_eliza(
-    brain: AssistantBrain,
-) -> None:
-    conversation = Conversation()
-    brain.answer("what is backpressure", conversation)
-    answer = brain.answer("I don't understand", conversation)
-    entry = brain.faq.knowledge.entry("What is backpressure?")
-    assert entry is not None
-    assert (answer.by, answer.topic, answer.text) == ("follow-up", entry.question, entry.why)
-    # Without a topic, there is nothing to say again: ELIZA's, as before.
-    assert brain.answer("I don't understand", Conversation()).by == "eliza"
 
 
 @pytest.mark.parametrize("question", FAQ_OFF_TOPIC + OFF_TOPIC_WITH_KNOWN_WORDS)
