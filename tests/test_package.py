@@ -310,14 +310,14 @@ def test_module_never_patches_or_runs_the_event_loop(module: str) -> None:
 
 
 def test_ruff_finds_nothing() -> None:
-    result = run(sys.executable, "-m", "ruff", "check", "chatbot", "tools", "tests")
+    result = run(sys.executable, "-m", "ruff", "check", "chatbot", "tools", "tests", "conftest.py")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_changes_nothing() -> None:
     # One layout everywhere, the generated package included: a notebook cell is formatted as
     # the module it becomes.
-    paths = ("chatbot", "tools", "tests", "benchmarks")
+    paths = ("chatbot", "tools", "tests", "benchmarks", "conftest.py")
     result = run(sys.executable, "-m", "ruff", "format", "--check", *paths)
     assert result.returncode == 0, result.stdout + result.stderr
 
