@@ -2,10 +2,8 @@
 
 Each test file runs whole on one worker, in order: a notebook's cells share one kernel under
 nbval, and a module's fixtures (a browser, a JupyterLab, a Redis) start once. Everything that
-starts a server on port 8000, as a learner's notebooks 02 and 09 do, shares one worker instead:
-two of them at once would find the port taken, and notebook 09's stored outputs expect it free.
-(So JupyterLab's Run All of notebooks 02 and 09 runs on that worker, in a JupyterLab of its own,
-and of the other notebooks on the other worker: they are the two longest groups.)
+starts a server on port 8000, as a learner's notebooks 02 and 09 do, also shares one worker: two
+of them at once would find the port taken, and notebook 09's stored outputs expect it free.
 
 This file is at the repository's root so that every run finds it, `pytest notebooks/02_...`
 included. ``pytest -n 0`` runs everything in one process, in order.
@@ -20,8 +18,7 @@ import pytest
 PORT_8000 = (
     "notebooks/02_first-websocket-server.ipynb::",
     "notebooks/09_launch.ipynb::",
-    "tests/test_jupyterlab.py::test_run_all_in_jupyterlab_shows_no_error[02_",
-    "tests/test_jupyterlab.py::test_run_all_in_jupyterlab_shows_no_error[09_",
+    "tests/test_jupyterlab.py::",  # Run All of every notebook, 02 and 09 among them
     "tests/test_jupyterhub.py::",  # two hub users' notebook 09
     "tests/test_browser.py::test_browser_chats_with_the_server_the_last_notebook_launched",
     "tests/test_notebooks.py::test_the_solution_passes_the_exercise_checker[02_",
