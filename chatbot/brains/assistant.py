@@ -115,6 +115,8 @@ _LEADS_ON = re.compile(r"\W*(and|but|also|so|then|what about|how about)\b", re.I
 _LEANING = frozenset("it one that".split())
 # "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
 _POINTS_BACK = frozenset("it its they them".split())
+# "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
+_TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 158 (id e62cb866)
@@ -255,7 +257,10 @@ class AssistantBrain(Brain):
             return Answer(_more(topic, kind), "follow-up", topic.question)
         # "what happens if I go over it?", "what other limits are there?" after a topic are
         # about that topic: of the field.
-        about = topic is not None and (_follows_on(question) or self._on_topic(question, topic))
+        troubled = _has(question, _POINTS_BACK) and _has(question, _TROUBLE)
+        about = topic is not None and (
+            _follows_on(question) or self._on_topic(question, topic) or troubled
+        )
         field = in_domain(question) or about
         found = self._search(question, topic, field)
         if found and (self._confident(found[0], field) or self._leads(found, question)):
