@@ -125,6 +125,21 @@ async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
     assert (answer.by, answer.topic) == ("faq", "What limits does the server enforce?")
 
 
+async def test_a_statement_that_shares_two_words_with_the_topic_is_of_the_field(
+    brain: AssistantBrain,
+) -> None:
+    # "raise" and "other" are in the entry on gather's phrasings: a learner telling what happened
+    # gets an entry or "not sure", not ELIZA. One shared word is not enough for a statement
+    # ("i like pizza" after rooms stays small talk).
+    for first, then, by in [
+        ("what is gather", "one of them raised and the others kept going", {"faq", "not sure"}),
+        ("how do rooms work", "i like pizza", {"eliza"}),
+    ]:
+        conversation = Conversation()
+        brain.answer(first, conversation)
+        assert brain.answer(then, conversation).by in by, then
+
+
 async def test_a_question_of_the_field_it_cannot_place_gets_not_sure(
     brain: AssistantBrain,
 ) -> None:
@@ -243,6 +258,7 @@ def test_follow_up_kinds() -> None:
 def test_in_domain_knows_the_field_s_words() -> None:
     assert in_domain("how do i use trio instead of asyncio")
     assert in_domain("what is to_thread")
+    assert in_domain("my p99 is 300 ms")
     assert not in_domain("my sister makes fun of me")
 
 

@@ -88,7 +88,7 @@ _FIELD = """
     backpressure chatbot bot brain faq eliza llm model error exception traceback deploy nginx
     docker workshop exercise checker sync handler fsync disconnect reconnect cancel healthz
     readyz keepalive origin auth authentication oauth login jwt tls ssl certificate cookie cors
-    uvloop trio anyio request sleep tcp
+    uvloop trio anyio request sleep tcp p50 p99 percentile
     """
 FIELD_WORDS = frozenset(tokens(_FIELD))
 
@@ -340,13 +340,16 @@ class AssistantBrain(Brain):
         return related
 
     def _on_topic(self, question: str, topic: Entry) -> bool:
-        """Whether ``question`` is a question that shares a word with ``topic``'s phrasings."""
+        """Whether ``question`` is a question that shares a word with ``topic``'s phrasings, or
+        a statement that shares two ("my friends cannot see my messages" after rooms)."""
         words = self._topic_words.get(topic.question)
         if words is None:
             words = frozenset(tokens(" ".join((topic.question, *topic.phrasings))))
             self._topic_words[topic.question] = words
-        asks = _is_question(question) and not _has(question, _YOU)
-        return bool(asks) and not words.isdisjoint(word_set(question))
+        if _has(question, _YOU):  # about the bot: "do you like it?"
+            return False
+        shared = len(words.intersection(word_set(question)))
+        return shared >= (1 if _is_question(question) else 2)
 
     def _eliza(self, message: str, conversation: Conversation) -> str:
         # The same state as the `eliza` brain's: a session that changes brains keeps ELIZA's.
