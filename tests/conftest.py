@@ -41,30 +41,8 @@ from tests.redis_server import (  # noqa: E402
     redis_url,  # noqa: F401
 )
 
-# pytest runs on two workers (pytest-xdist, `-n 2 --dist loadgroup` in pyproject.toml). Each
-# test file stays on one worker, in order: a notebook's cells share one kernel, and a module's
-# fixtures (a browser, a JupyterLab) start once. Everything that starts a server on port 8000, as
-# a learner's notebooks 02 and 09 do, shares one worker too: two of them at once would find the
-# port taken, and notebook 09's stored outputs expect it free.
-PORT_8000 = (
-    "notebooks/02_first-websocket-server.ipynb::",
-    "notebooks/09_launch.ipynb::",
-    "tests/test_jupyterlab.py::",  # Run All of every notebook, 02 and 09 among them
-    "tests/test_jupyterhub.py::",  # two hub users' notebook 09
-    "tests/test_browser.py::test_browser_chats_with_the_server_the_last_notebook_launched",
-    "tests/test_notebooks.py::test_the_solution_passes_the_exercise_checker[02_",
-    "tests/test_notebooks.py::test_the_solution_passes_the_exercise_checker[09_",
-)
-
-
-def worker_group(nodeid: str) -> str:
-    """The pytest-xdist group of a test: its file, or "port 8000"."""
-    return "port 8000" if nodeid.startswith(PORT_8000) else nodeid.split("::")[0]
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(worker_group(item.nodeid)))
     # Notebook 08 starts its own redis-server: without one (and outside CI), skip it, saying why,
     # as the fixture does for the Redis tests.
     if redis_executable() is not None or redis_required():
