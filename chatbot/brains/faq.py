@@ -793,6 +793,11 @@ class KnowledgeBase:
         masks = [where[word] for word in found if word in where]
         if len(masks) < 2:  # none, or one word: some phrasing has it
             return len(masks)
+        if len(masks) == 2:  # most often two or three: do some phrasings share them?
+            return 2 if masks[0] & masks[1] else 1
+        if len(masks) == 3:
+            a, b, c = masks
+            return 3 if a & b & c else 2 if (a & b) | (a & c) | (b & c) else 1
         # Count, for every phrasing at once, how many of the words it has: planes[k] holds
         # bit k of each phrasing's count, and adding a word's mask carries as in binary.
         planes: list[int] = []
