@@ -46,6 +46,12 @@ class Rule:
 
 # %% notebooks/03_response-generation.ipynb, code cell 37 (id 1bcee525)
 _END = r"[\s!.?,]*$"  # what may follow a message matched whole: spaces and punctuation
+# "ok thanks", "great, that worked, thanks", "it works now, thanks": a few words of assent
+# before thanks or goodbye.
+_OK = (
+    r"^\s*((ok|okay|great|cool|perfect|nice|awesome)?[\s,!.]*"
+    r"((that|it) (worked|works)( now)?[\s,!.]*)?)?"
+)
 
 _GETTING_ACQUAINTED = (
     Rule(
@@ -76,13 +82,6 @@ _GETTING_ACQUAINTED = (
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 38 (id 49a9d72c)
-# "ok thanks", "great, that worked, thanks", "it works now, thanks": a few words of assent
-# before thanks or goodbye.
-_OK = (
-    r"^\s*((ok|okay|great|cool|perfect|nice|awesome)?[\s,!.]*"
-    r"((that|it) (worked|works)( now)?[\s,!.]*)?)?"
-)
-
 _SMALL_TALK = (
     Rule("time", r"^\s*what('s| is) the time|^\s*what time is it", ("It is {now:%H:%M}.",)),
     Rule(
