@@ -118,7 +118,9 @@ async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
 # Statements after a topic, not questions. A feeling about "it" stays ELIZA's, whatever the
 # topic. Trouble with it ("I tried it and nothing happened") is the workshop's: an entry, or "not
 # sure". So is a statement with two words of the topic's phrasings ("raise" and "other" are in
-# gather's); one shared word is not enough ("i like pizza" after rooms stays small talk).
+# gather's); one shared word is not enough ("i like pizza" after rooms stays small talk). A
+# judgment of the topic ("feels like overkill") gets the topic's reasons; "sounds good" and a
+# judgment of something else ("my cat looks hungry") do not.
 WORKSHOP = {"faq", "not sure"}
 
 
@@ -130,6 +132,10 @@ WORKSHOP = {"faq", "not sure"}
         ("what is a coroutine", "my friend tried it and got nothing", WORKSHOP),
         ("what is gather", "one of them raised and the others kept going", WORKSHOP),
         ("how do rooms work", "i like pizza", {"eliza"}),
+        ("why store before ack", "feels like overkill for a chat app tbh", {"follow-up"}),
+        ("what is the event loop", "that sounds really weird", {"follow-up"}),
+        ("what is the event loop", "sounds good", {"eliza", "rules"}),
+        ("how do rooms work", "my cat looks hungry", {"eliza"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(
@@ -138,6 +144,28 @@ async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_
     conversation = Conversation()
     brain.answer(first, conversation)
     assert brain.answer(then, conversation).by in by
+
+
+async def test_a_judgment_of_the_topic_gets_its_reasons(brain: AssistantBrain) -> None:
+    conversation = Conversation()
+    topic = brain.answer("what is backpressure", conversation).topic
+    answer = brain.answer("seems complicated honestly", conversation)
+    entry = brain.faq.knowledge.entry("What is backpressure?")
+    assert topic == "What is backpressure?" and entry is not None and entry.why
+    assert (answer.by, answer.topic, answer.text) == ("follow-up", topic, entry.why)
+
+
+async def test_a_pasted_error_that_a_heading_quotes_finds_that_entry(brain: AssistantBrain) -> None:
+    # BM25 alone: the task's names and addresses are unknown words, and the brain is not sure.
+    pasted = (
+        "Task exception was never retrieved\nfuture: <Task finished name='Task-5' "
+        "coro=<save_reply() done> exception=ConnectionError('db down')>"
+    )
+    answer = brain.answer(pasted, Conversation())
+    assert (answer.by, answer.topic) == (
+        "faq",
+        'What does "Task exception was never retrieved" mean?',
+    )
 
 
 async def test_a_question_of_the_field_it_cannot_place_gets_not_sure(

@@ -770,6 +770,27 @@ def test_held_is_the_most_words_that_one_phrasing_has(knowledge: KnowledgeBase) 
             assert knowledge._held(index, found) == expected, (entry.question, found)
 
 
+def test_a_quoted_error_is_found_in_a_message_whatever_its_case_and_apostrophes(
+    knowledge: KnowledgeBase,
+) -> None:
+    handler = knowledge.quoting("TypeError: handler() Missing 1 required positional argument: path")
+    assert handler is not None and "positional argument" in handler.question
+    both = knowledge.quoting("store_failed and then address already in use, twice")
+    assert both is not None and both.question == 'What does "address already in use" mean?'
+    # A heading that quotes fewer than three words, and no identifier, is no error to find.
+    assert knowledge.quoting("what does await do") is None
+    one_word = KnowledgeBase.parse('## What does "await" do?\n\nIt waits.\n', source="x.md")
+    assert one_word.quoting("await") is None
+
+
+async def test_the_faq_brain_answers_a_quoted_error_with_full_confidence(
+    knowledge: KnowledgeBase,
+) -> None:
+    match = FaqBrain(knowledge).best("future: <Task finished> Task exception was never retrieved")
+    assert match is not None and match.confidence == 1.0
+    assert match.entry.question == 'What does "Task exception was never retrieved" mean?'
+
+
 def test_a_dotted_name_counts_whole(knowledge: KnowledgeBase) -> None:
     assert tokens("asyncio.Queue, socket.io, e.g. 3.12") == [
         "asyncio", "queue", "websocket", "io", "e", "g", "3", "12", "asyncio.queu", "socket.io"

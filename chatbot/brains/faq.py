@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 import Stemmer  # type: ignore[import-not-found]  # PyStemmer ships no type hints
@@ -882,6 +882,19 @@ class KnowledgeBase:
         # A word's most in any entry; a word no entry has, its weight as a word of none.
         return self._best.get(word, self._unknown)
 
+    # %% notebooks/03_response-generation.ipynb, code cell 122 (id quote-class)
+    def quoting(self, message: str) -> Entry | None:
+        """The entry whose heading quotes an error that ``message`` contains (the longest quote
+        wins), or None."""
+        plain = _plain(message[:MAX_QUESTION_CHARS])
+        return next((entry for quote, entry in self._quotes if quote in plain), None)
+
+    @cached_property
+    def _quotes(self) -> list[tuple[str, Entry]]:
+        quotes = [(_plain(q), e) for e in self._entries for q in _QUOTE.findall(e.question)]
+        quotes = [(quote, e) for quote, e in quotes if len(quote.split()) >= 3 or "_" in quote]
+        return sorted(quotes, key=lambda item: -len(item[0]))
+
 
 # %% notebooks/03_response-generation.ipynb, code cell 108 (id 5ae1a29b)
 TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed right (1)
@@ -967,7 +980,17 @@ def focus(message: str) -> str:
     return tail[errors[-1].start() :].strip()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 121 (id b4429a65)
+# %% notebooks/03_response-generation.ipynb, code cell 121 (id quote-code)
+# A quote in a heading: 'What does "address already in use" mean?'
+_QUOTE = re.compile(r'"([^"]+)"')
+
+
+def _plain(text: str) -> str:
+    # Case, apostrophes and spaces vary between a paste and a heading ('path' or path).
+    return " ".join(text.casefold().replace("'", "").replace("\u2019", "").split())
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 124 (id b4429a65)
 @lru_cache(maxsize=1)  # one parsed copy for every brain: a KnowledgeBase never changes
 def _shipped() -> KnowledgeBase:
     return KnowledgeBase.load()
@@ -1004,12 +1027,15 @@ class FaqBrain(Brain):
     def __repr__(self) -> str:
         return f"<FaqBrain: {len(self.knowledge)} entries, threshold {self.threshold}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 122 (id 152f0e5a)
+    # %% notebooks/03_response-generation.ipynb, code cell 125 (id 152f0e5a)
     def best(self, message: str) -> Match | None:
         """The best match for ``message`` if its confidence reaches the threshold, else None."""
         question = focus(message)
         if len(question) > MAX_QUESTION_CHARS:
             return None  # a question is short; reading a long text would only cost time
+        quoted = self.knowledge.quoting(question)
+        if quoted is not None:  # a pasted error that a heading quotes: as sure as can be
+            return Match(quoted, 1.0, 1.0)
         found = self.knowledge.search(question, limit=1)
         if not found or found[0].confidence < self.threshold:
             return None
