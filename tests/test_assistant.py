@@ -120,7 +120,8 @@ async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
 # sure". So is a statement with two words of the topic's phrasings ("raise" and "other" are in
 # gather's); one shared word is not enough ("i like pizza" after rooms stays small talk). A
 # judgment of the topic ("feels like overkill") gets the topic's reasons; "sounds good" and a
-# judgment of something else ("my cat looks hungry") do not.
+# judgment of something else ("my cat looks hungry") do not. A summary ("so it's like a waiter"),
+# thanks and the next thing, the learner's own stack are the workshop's; "so tired today" is not.
 WORKSHOP = {"faq", "not sure"}
 
 
@@ -136,6 +137,11 @@ WORKSHOP = {"faq", "not sure"}
         ("what is the event loop", "that sounds really weird", {"follow-up"}),
         ("what is the event loop", "sounds good", {"eliza", "rules"}),
         ("how do rooms work", "my cat looks hungry", {"eliza"}),
+        ("what is the event loop", "so basically its like a waiter serving many tables", {"faq"}),
+        ("what is a coroutine", "ok thanks, and the await part", WORKSHOP),
+        ("how does one server handle many clients at once?", "my company uses django", WORKSHOP),
+        ("what is the event log?", "so tired today, slept 4 hours only", {"eliza"}),
+        ("what is a coroutine", "so you are a therapist", {"eliza"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(
@@ -153,6 +159,17 @@ async def test_a_judgment_of_the_topic_gets_its_reasons(brain: AssistantBrain) -
     entry = brain.faq.knowledge.entry("What is backpressure?")
     assert topic == "What is backpressure?" and entry is not None and entry.why
     assert (answer.by, answer.topic, answer.text) == ("follow-up", topic, entry.why)
+
+
+async def test_a_summary_of_the_topic_gets_the_topic_unless_it_names_another_entry(
+    brain: AssistantBrain,
+) -> None:
+    conversation = Conversation()
+    brain.answer("what is the event loop", conversation)
+    summary = brain.answer("so it is a to-do list of callbacks", conversation)
+    assert (summary.by, summary.topic) == ("faq", "What is the event loop?")
+    elsewhere = brain.answer("so the fix is asyncio.to_thread for my blocking call", conversation)
+    assert elsewhere.topic == "How do I run blocking code without freezing the server?"
 
 
 async def test_a_pasted_error_that_a_heading_quotes_finds_that_entry(brain: AssistantBrain) -> None:

@@ -88,7 +88,7 @@ _FIELD = """
     backpressure chatbot bot brain faq eliza llm model error exception traceback deploy nginx
     docker workshop exercise checker sync handler fsync disconnect reconnect cancel healthz
     readyz keepalive origin auth authentication oauth login jwt tls ssl certificate cookie cors
-    uvloop trio anyio request sleep tcp p50 p99 percentile
+    uvloop trio anyio request sleep tcp p50 p99 percentile flask django fastapi postgres kotlin
     """
 FIELD_WORDS = frozenset(tokens(_FIELD))
 
@@ -99,31 +99,26 @@ _ASKS = {
     "example": frozenset("example examples show sample demo code snippet".split()),
     "why": frozenset("why reason reasons".split()),
     "more": frozenset(
-        """more simple simply simpler explain elaborate detail details understand understood
-        confused confusing unclear clear sense complicated lost""".split()
+        """more simple simply simpler slower slowly explain elaborate detail details understand
+        understood confused confusing unclear clear sense complicated lost""".split()
     ),
 }
 _FILLER = STOP_WORDS | frozenset(
     """please pls plz give say bit little maybe ok okay yes another one some words like five
     plain english sure good bad important needed matter exist exists again once hmm sorry
-    still sounds""".split()
+    still sounds none""".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")
 _CALL = re.compile(r"\b[A-Za-z_]\w*(\.\w+)*\(")  # "asyncio.run(", "queue.get("
-# "and in Jupyter?", "what about rooms?", "how do I join one?": the previous topic helps.
-_LEADS_ON = re.compile(r"\W*(and|but|also|so|then|what about|how about)\b", re.I)
-_LEANING = frozenset("it one that".split())
-# "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
-_POINTS_BACK = frozenset("it its they them".split())
-# "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
-_TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 161 (id e62cb866)
-# "feels like overkill", "that sounds weird", "seems fragile tbh": a judgment of the topic, which
-# its reasons answer. "Sounds good" is no judgment to answer; "my cat looks hungry" is not one.
+# "feels like overkill", "that sounds weird", "that's a lot of boilerplate": a judgment of the
+# topic, which its reasons answer. "Sounds good" is no judgment to answer; "my cat looks hungry"
+# is not one.
 _JUDGES = re.compile(
-    r"\W*((that|this|it|its|all|but|well|hmm|honestly|tbh)\W+){0,2}(feels|sounds|seems|looks)\b",
+    r"\W*((that|this|it|its|all|but|well|hmm|honestly|tbh)\W+){0,2}(feels|sounds|seems|looks)\b"
+    r"|\W*(that'?s|that is|this is)\W+(a lot|too|so|really|very|kinda|kind of|pretty|quite|way)\b",
     re.I,
 )
 _PLEASED = frozenset("good great fine nice cool perfect awesome ok okay right clear".split())
@@ -134,10 +129,12 @@ def follow_up(message: str) -> Literal["example", "why", "more"] | None:
     of request and words that say nothing ("can you say that more simply"), no topic of its own;
     or it judges the topic ("sounds like overkill"), and the topic's reasons answer it."""
     words = _WORD.findall(message.casefold().replace("'", ""))
-    if not words or len(words) > 8:
+    if not words or len(words) > 12:
         return None
     if _JUDGES.match(message) and "?" not in message and _PLEASED.isdisjoint(words):
         return None if "you" in words else "why"
+    if len(words) > 8:  # a request for more is short
+        return None
     kinds = [kind for kind, asks in _ASKS.items() if asks.intersection(words)]
     if len(kinds) != 1 or any(w not in _FILLER and w not in _ASKS[kinds[0]] for w in words):
         return None
@@ -272,9 +269,8 @@ class AssistantBrain(Brain):
             return Answer(_more(topic, kind), "follow-up", topic.question)
         # "what happens if I go over it?", "what other limits are there?" after a topic are
         # about that topic: of the field.
-        troubled = _has(question, _POINTS_BACK) and _has(question, _TROUBLE)
         about = topic is not None and (
-            _follows_on(question) or self._on_topic(question, topic) or troubled
+            _follows_on(question) or _tells_of(question) or self._on_topic(question, topic)
         )
         field = in_domain(question) or about
         found = self._search(question, topic, field)
@@ -307,7 +303,7 @@ class AssistantBrain(Brain):
             return [Match(then, 1.0, 1.0)]
         # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
         # its own words lead clearly elsewhere; "I love it" is no question, and stays ELIZA's.
-        if _points_back(question) and not (confident and self._ahead(alone)):
+        if _refers_back(question) and not (confident and self._ahead(alone)):
             return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _leans(question):
             return alone[:3]
@@ -432,6 +428,28 @@ def _asks(message: str) -> bool:
     return _is_question(message) or "?" in message or _has(message, _ASKING)
 
 
+# %% notebooks/03_response-generation.ipynb, code cell 174 (id leans-const)
+# "and in Jupyter?", "what about rooms?", "ok thanks, and the await part", "now the client side".
+_LEADS_ON = re.compile(
+    r"\W*((ok|okay|thanks|thx|thank you|perfect|great|cool|got it|nice|right)\W+){0,2}"
+    r"(?P<word>and|but|also|so|then|now|next|what about|how about)\b",
+    re.I,
+)
+_LEANING = frozenset("it one that".split())  # "how do I join one?"
+# "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
+_POINTS_BACK = frozenset("it its they them".split())
+# "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
+_TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
+# "so the loop is just a to-do list", "ok so it's a phone call", "so await is like a kettle";
+# not "so tired today".
+_RESTATING = re.compile(
+    r"\W*((ok|okay|oh|ah|right|yeah|hmm)\W+)?so\W+((basically|essentially)\W+)?"
+    r"(it|its|the|this|that|a|an|\w+\W+(is|are))\b",
+    re.I,
+)
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 175 (id leans-code)
 def _leans(message: str) -> bool:
     """Whether ``message`` leans on the last one: "and in Jupyter?", "how do I join one?"."""
     return bool(_LEADS_ON.match(message)) or _has(message, _LEANING)
@@ -442,13 +460,26 @@ def _follows_on(message: str) -> bool:
     return _leans(message) and _is_question(message)
 
 
-def _points_back(message: str) -> bool:
-    """A question that points back at the topic ("is it safe?"), not at the bot ("do you...")."""
-    asks = _has(message, _POINTS_BACK) and _is_question(message)
-    return asks and not _has(message, _YOU)
+def _tells_of(message: str) -> bool:
+    """A statement about the topic: trouble with it, or one that starts where it stopped."""
+    troubled = _has(message, _POINTS_BACK) and _has(message, _TROUBLE)
+    leads = _LEADS_ON.match(message)
+    if leads and leads["word"].casefold() == "so":  # "so tired today" sums nothing up
+        leads = _RESTATING.match(message)
+    return troubled or (bool(leads) and not _has(message, _YOU))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 174 (id pick-code)
+def _refers_back(message: str) -> bool:
+    """A question that points back at the topic ("is it safe?"), or a statement that sums it
+    up ("so it's like a waiter"); not one about the bot ("do you...", "so you are...")."""
+    if _has(message, _YOU):
+        return False
+    if _is_question(message):
+        return _has(message, _POINTS_BACK)
+    return bool(_RESTATING.match(message))
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 177 (id pick-code)
 _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1, "third": 2}
 
 
