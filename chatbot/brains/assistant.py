@@ -144,7 +144,7 @@ def follow_up(message: str) -> Literal["example", "why", "more"] | None:
 def in_domain(message: str) -> bool:
     """Whether ``message`` has a word of the field, an identifier or a call (``queue.get()``)."""
     words = word_set(message)
-    if not FIELD_WORDS.isdisjoint(words) or _CALL.search(message):
+    if not FIELD_WORDS.isdisjoint(words) or ("(" in message and _CALL.search(message)):
         return True
     return "_" in message and any("_" in word for word in words)  # "to_thread"
 

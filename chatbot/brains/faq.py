@@ -887,7 +887,10 @@ class KnowledgeBase:
         """The entry whose heading quotes an error that ``message`` contains (the longest quote
         wins), or None."""
         plain = _plain(message[:MAX_QUESTION_CHARS])
-        return next((entry for quote, entry in self._quotes if quote in plain), None)
+        for quote, entry in self._quotes:  # a few quotes: a substring search each, in C
+            if quote in plain:
+                return entry
+        return None
 
     @cached_property
     def _quotes(self) -> list[tuple[str, Entry]]:
