@@ -141,7 +141,7 @@ WORKSHOP = {"faq", "not sure"}
         ("what is a coroutine", "ok thanks, and the await part", WORKSHOP),
         ("how does one server handle many clients at once?", "my company uses django", WORKSHOP),
         ("what is the event log?", "so tired today, slept 4 hours only", {"eliza"}),
-        ("what is a coroutine", "so you are a therapist", {"eliza"}),
+        ("what is a coroutine", "so you are my friend now", {"eliza"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(
