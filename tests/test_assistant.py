@@ -122,6 +122,7 @@ async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
 # judgment of the topic ("feels like overkill") gets the topic's reasons; "sounds good" and a
 # judgment of something else ("my cat looks hungry") do not. A summary ("so it's like a waiter"),
 # thanks and the next thing, the learner's own stack are the workshop's; "so tired today" is not.
+# A source that says otherwise gets the reasons too; code "the same" as the answer's gets it again.
 WORKSHOP = {"faq", "not sure"}
 
 
@@ -142,6 +143,10 @@ WORKSHOP = {"faq", "not sure"}
         ("how does one server handle many clients at once?", "my company uses django", WORKSHOP),
         ("what is the event log?", "so tired today, slept 4 hours only", {"eliza"}),
         ("what is a coroutine", "so you are my friend now", {"eliza"}),
+        ("how do i add a timeout", "my teacher said otherwise", {"follow-up"}),
+        ("what is a coroutine", "my sister thinks otherwise about everything", {"eliza"}),
+        ("why does asyncio.run() fail in jupyter", "my code looks exactly like that", {"faq"}),
+        ("what is a coroutine", "and how is that different from a task", {"faq"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(

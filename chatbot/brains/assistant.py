@@ -112,7 +112,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 _CALL = re.compile(r"\b[A-Za-z_]\w*(\.\w+)*\(")  # "asyncio.run(", "queue.get("
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 161 (id e62cb866)
+# %% notebooks/03_response-generation.ipynb, code cell 161 (id judges-code)
 # "feels like overkill", "that sounds weird", "that's a lot of boilerplate": a judgment of the
 # topic, which its reasons answer. "Sounds good" is no judgment to answer; "my cat looks hungry"
 # is not one.
@@ -122,8 +122,25 @@ _JUDGES = re.compile(
     re.I,
 )
 _PLEASED = frozenset("good great fine nice cool perfect awesome ok okay right clear".split())
+# "my teacher said otherwise", "in the video it was different": a word against the answer, from
+# somewhere ("my sister thinks otherwise about everything" is no word against it).
+_DIFFERS = frozenset("otherwise opposite different differently".split())
+_CITES = frozenset(
+    """it that this said says told read docs video tutorial teacher colleague book blog course
+    stackoverflow chatgpt""".split()
+)
+_ASKED = frozenset("what whats how why when where which who is are do does can".split())
 
 
+def _judges(message: str, words: list[str]) -> bool:
+    """Whether ``message`` (its ``words``) judges the topic, or says a source says otherwise."""
+    if _JUDGES.match(message):
+        return _PLEASED.isdisjoint(words)
+    asks = not _ASKED.isdisjoint(words[:2])  # "and how is that different from a task"
+    return not asks and not _DIFFERS.isdisjoint(words) and not _CITES.isdisjoint(words)
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 162 (id e62cb866)
 def follow_up(message: str) -> Literal["example", "why", "more"] | None:
     """What a follow-up ("why?", "show me an example") asks for, or None: its words are a kind
     of request and words that say nothing ("can you say that more simply"), no topic of its own;
@@ -131,8 +148,8 @@ def follow_up(message: str) -> Literal["example", "why", "more"] | None:
     words = _WORD.findall(message.casefold().replace("'", ""))
     if not words or len(words) > 12:
         return None
-    if _JUDGES.match(message) and "?" not in message and _PLEASED.isdisjoint(words):
-        return None if "you" in words else "why"
+    if "?" not in message and "you" not in words and _judges(message, words):
+        return "why"
     if len(words) > 8:  # a request for more is short
         return None
     kinds = [kind for kind, asks in _ASKS.items() if asks.intersection(words)]
@@ -149,7 +166,7 @@ def in_domain(message: str) -> bool:
     return "_" in message and any("_" in word for word in words)  # "to_thread"
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 162 (id sentence-case-code)
+# %% notebooks/03_response-generation.ipynb, code cell 163 (id sentence-case-code)
 _TYPED = re.compile(r"[\w']+")
 _LETTERED = re.compile(r"([^\W\d_][\w']*)")  # a word: a letter first
 _SENTENCE = re.compile(r"(^|[.!?]\s+)([a-z])")
@@ -175,7 +192,7 @@ def sentence_case(reply: str, message: str) -> str:
     return _SENTENCE.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 164 (id 6f83f481)
+# %% notebooks/03_response-generation.ipynb, code cell 165 (id 6f83f481)
 class Answer(NamedTuple):
     """What the assistant says, and why.
 
@@ -192,7 +209,7 @@ class Answer(NamedTuple):
     offered: tuple[str, ...] = ()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 165 (id 9725845f)
+# %% notebooks/03_response-generation.ipynb, code cell 166 (id 9725845f)
 class AssistantBrain(Brain):
     """The workshop's assistant: rules, then the FAQ (with follow-ups), then honesty, then ELIZA.
 
@@ -231,7 +248,7 @@ class AssistantBrain(Brain):
         self._near_topics: dict[str, dict[str, float]] = {}  # see _related
         self._topic_words: dict[str, frozenset[str]] = {}  # see _on_topic
 
-    # %% notebooks/03_response-generation.ipynb, code cell 166 (id 8ed58a99)
+    # %% notebooks/03_response-generation.ipynb, code cell 167 (id 8ed58a99)
     async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         # Rules, a search and ELIZA take tens of microseconds: no reason to leave the loop.
         answer = self.answer(message, conversation)
@@ -246,7 +263,7 @@ class AssistantBrain(Brain):
         state.update(topic=answer.topic, by=answer.by, offered=list(answer.offered))
         return answer
 
-    # %% notebooks/03_response-generation.ipynb, code cell 167 (id a6c97018)
+    # %% notebooks/03_response-generation.ipynb, code cell 168 (id a6c97018)
     def _decide(
         self, message: str, conversation: Conversation, topic: Entry | None, offered: list[str]
     ) -> Answer:
@@ -285,7 +302,7 @@ class AssistantBrain(Brain):
             return _not_sure(found, previous)
         return Answer(self._eliza(message, conversation), "eliza", None)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 168 (id 03b17dd9)
+    # %% notebooks/03_response-generation.ipynb, code cell 169 (id 03b17dd9)
     def _search(self, question: str, topic: Entry | None, field: bool) -> list[Match]:
         """The best entries for ``question``; after a topic, with its help when the message
         leans on it ("and in Jupyter?") or is not clear on its own: no confident match, or
@@ -325,7 +342,7 @@ class AssistantBrain(Brain):
             return match.confidence >= min(self.faq.threshold, FIELD_THRESHOLD)
         return match.confidence >= max(self.faq.threshold, OFF_FIELD_THRESHOLD)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 169 (id lead-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 170 (id lead-code)
     def _leads(self, found: list[Match], question: str) -> bool:
         """Whether ``question`` asks something and its best match is sure enough (LEAD_THRESHOLD)
         and far ahead of the next ("I am so happy today" asks nothing: ELIZA's)."""
@@ -337,7 +354,7 @@ class AssistantBrain(Brain):
         """Whether the best match scores CLEAR_LEAD times the second's, or is the only one."""
         return len(found) == 1 or found[0].score >= CLEAR_LEAD * found[1].score
 
-    # %% notebooks/03_response-generation.ipynb, code cell 170 (id 3afef5c5)
+    # %% notebooks/03_response-generation.ipynb, code cell 171 (id 3afef5c5)
     def _related(self, topic: Entry) -> dict[str, float]:
         """How close each entry is to ``topic``, from 0 to 1, by its heading."""
         related = self._near_topics.get(topic.question)
@@ -370,7 +387,7 @@ class AssistantBrain(Brain):
         return sentence_case(reply, message)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 171 (id 3039794f)
+# %% notebooks/03_response-generation.ipynb, code cell 172 (id 3039794f)
 def _more(entry: Entry, kind: str) -> str:
     text = {"example": entry.example, "why": entry.why, "more": entry.why or entry.example}[kind]
     if text:
@@ -387,7 +404,7 @@ def _not_sure(found: list[Match], topic: str | None) -> Answer:
     return Answer(f"{NOT_SURE} Did you mean:\n\n{lines}", "not sure", topic, offered)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 172 (id said-code)
+# %% notebooks/03_response-generation.ipynb, code cell 173 (id said-code)
 _TOKEN = re.compile(r"\w+")
 
 
@@ -402,7 +419,7 @@ def _has(message: str, words: frozenset[str]) -> bool:
     return not words.isdisjoint(_said(message))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 173 (id asks-code)
+# %% notebooks/03_response-generation.ipynb, code cell 174 (id asks-code)
 # A question about "it" after a topic: "what happens if I go over it?", "and in Jupyter?".
 # "so where do I look then", "ok and how do I cancel it": a question word after a word or two
 # that only joins it to the last message.
@@ -428,7 +445,7 @@ def _asks(message: str) -> bool:
     return _is_question(message) or "?" in message or _has(message, _ASKING)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 174 (id leans-const)
+# %% notebooks/03_response-generation.ipynb, code cell 175 (id leans-const)
 # "and in Jupyter?", "what about rooms?", "ok thanks, and the await part", "now the client side".
 _LEADS_ON = re.compile(
     r"\W*((ok|okay|thanks|thx|thank you|perfect|great|cool|got it|nice|right)\W+){0,2}"
@@ -440,6 +457,8 @@ _LEANING = frozenset("it one that".split())  # "how do I join one?"
 _POINTS_BACK = frozenset("it its they them".split())
 # "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
 _TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
+# "my code looks exactly like that", "same error": a comparison with the topic's code.
+_SAME = frozenset("same exactly identical copied".split())
 # "so the loop is just a to-do list", "ok so it's a phone call", "so await is like a kettle";
 # not "so tired today".
 _RESTATING = re.compile(
@@ -449,7 +468,7 @@ _RESTATING = re.compile(
 )
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 175 (id leans-code)
+# %% notebooks/03_response-generation.ipynb, code cell 176 (id leans-code)
 def _leans(message: str) -> bool:
     """Whether ``message`` leans on the last one: "and in Jupyter?", "how do I join one?"."""
     return bool(_LEADS_ON.match(message)) or _has(message, _LEANING)
@@ -461,25 +480,26 @@ def _follows_on(message: str) -> bool:
 
 
 def _tells_of(message: str) -> bool:
-    """A statement about the topic: trouble with it, or one that starts where it stopped."""
+    """A statement about the topic: trouble with it, a comparison with it ("my code is the
+    same"), or one that starts where it stopped ("ok thanks, and the await part")."""
     troubled = _has(message, _POINTS_BACK) and _has(message, _TROUBLE)
     leads = _LEADS_ON.match(message)
     if leads and leads["word"].casefold() == "so":  # "so tired today" sums nothing up
         leads = _RESTATING.match(message)
-    return troubled or (bool(leads) and not _has(message, _YOU))
+    return troubled or ((bool(leads) or _has(message, _SAME)) and not _has(message, _YOU))
 
 
 def _refers_back(message: str) -> bool:
     """A question that points back at the topic ("is it safe?"), or a statement that sums it
-    up ("so it's like a waiter"); not one about the bot ("do you...", "so you are...")."""
+    up ("so it's like a waiter") or compares with it ("same error"); not one about the bot."""
     if _has(message, _YOU):
         return False
     if _is_question(message):
         return _has(message, _POINTS_BACK)
-    return bool(_RESTATING.match(message))
+    return bool(_RESTATING.match(message)) or _has(message, _SAME)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 177 (id pick-code)
+# %% notebooks/03_response-generation.ipynb, code cell 178 (id pick-code)
 _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1, "third": 2}
 
 
