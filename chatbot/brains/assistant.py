@@ -459,6 +459,7 @@ _POINTS_BACK = frozenset("it its they them".split())
 _TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
 # "my code looks exactly like that", "same error": a comparison with the topic's code.
 _SAME = frozenset("same exactly identical copied".split())
+_ANOTHER = frozenset("for but with in on about question thing".split())  # "same for gather"
 # "so the loop is just a to-do list", "ok so it's a phone call", "so await is like a kettle";
 # not "so tired today".
 _RESTATING = re.compile(
@@ -496,7 +497,8 @@ def _refers_back(message: str) -> bool:
         return False
     if _is_question(message):
         return _has(message, _POINTS_BACK)
-    return bool(_RESTATING.match(message)) or _has(message, _SAME)
+    compares = _has(message, _SAME) and not _has(message, _ANOTHER)
+    return bool(_RESTATING.match(message)) or compares
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 178 (id pick-code)
