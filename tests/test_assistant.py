@@ -122,7 +122,8 @@ async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
 # judgment of the topic ("feels like overkill") gets the topic's reasons; "sounds good" and a
 # judgment of something else ("my cat looks hungry") do not. A summary ("so it's like a waiter"),
 # thanks and the next thing, the learner's own stack are the workshop's; "so tired today" is not.
-# A source that says otherwise gets the reasons too; code "the same" as the answer's gets it again.
+# A source that says otherwise gets the reasons too; code "the same" as the answer's gets it again,
+# and so does what the code gave ("it printed None"), unless a word is of something else ("cat").
 WORKSHOP = {"faq", "not sure"}
 
 
@@ -147,6 +148,8 @@ WORKSHOP = {"faq", "not sure"}
         ("what is a coroutine", "my sister thinks otherwise about everything", {"eliza"}),
         ("why does asyncio.run() fail in jupyter", "my code looks exactly like that", {"faq"}),
         ("what is a coroutine", "and how is that different from a task", {"faq"}),
+        ("how do i run several coroutines at the same time", "it printed None", WORKSHOP),
+        ("how do i add a timeout", "my cat took my seat", {"eliza"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(

@@ -457,6 +457,8 @@ _LEANING = frozenset("it one that".split())  # "how do I join one?"
 _POINTS_BACK = frozenset("it its they them".split())
 # "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
 _TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
+# "it printed None", "3 seconds, not 1", "the output is in the wrong order": what the code gave.
+_RESULT = frozenset("printed prints output outputs returned returns none seconds ms".split())
 # "my code looks exactly like that", "same error": a comparison with the topic's code.
 _SAME = frozenset("same exactly identical copied".split())
 _ANOTHER = frozenset("for but with in on about question thing".split())  # "same for gather"
@@ -481,9 +483,11 @@ def _follows_on(message: str) -> bool:
 
 
 def _tells_of(message: str) -> bool:
-    """A statement about the topic: trouble with it, a comparison with it ("my code is the
-    same"), or one that starts where it stopped ("ok thanks, and the await part")."""
-    troubled = _has(message, _POINTS_BACK) and _has(message, _TROUBLE)
+    """A statement about the topic: trouble with it, what the code gave ("it printed None"), a
+    comparison with it ("my code is the same"), or one that starts where it stopped ("ok
+    thanks, and the await part")."""
+    said = _has(message, _RESULT)  # what the code gave
+    troubled = said or (_has(message, _POINTS_BACK) and _has(message, _TROUBLE))
     leads = _LEADS_ON.match(message)
     if leads and leads["word"].casefold() == "so":  # "so tired today" sums nothing up
         leads = _RESTATING.match(message)
@@ -492,13 +496,14 @@ def _tells_of(message: str) -> bool:
 
 def _refers_back(message: str) -> bool:
     """A question that points back at the topic ("is it safe?"), or a statement that sums it
-    up ("so it's like a waiter") or compares with it ("same error"); not one about the bot."""
+    up ("so it's like a waiter"), compares with it ("same error") or says what it gave ("it
+    printed None"); not one about the bot."""
     if _has(message, _YOU):
         return False
     if _is_question(message):
         return _has(message, _POINTS_BACK)
     compares = _has(message, _SAME) and not _has(message, _ANOTHER)
-    return bool(_RESTATING.match(message)) or compares
+    return bool(_RESTATING.match(message)) or compares or _has(message, _RESULT)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 178 (id pick-code)
