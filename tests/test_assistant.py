@@ -124,6 +124,8 @@ async def test_a_question_that_shares_a_word_with_the_topic_is_of_the_field(
 # thanks and the next thing, the learner's own stack are the workshop's; "so tired today" is not.
 # A source that says otherwise gets the reasons too; code "the same" as the answer's gets it again,
 # and so does what the code gave ("it printed None"), unless a word is of something else ("cat").
+# A word to the bot that asks nothing ("you seem nice") is small talk, whatever entry has "nice";
+# "your server crashes..." is about the workshop's server.
 WORKSHOP = {"faq", "not sure"}
 
 
@@ -150,6 +152,9 @@ WORKSHOP = {"faq", "not sure"}
         ("what is a coroutine", "and how is that different from a task", {"faq"}),
         ("how do i run several coroutines at the same time", "it printed None", WORKSHOP),
         ("how do i add a timeout", "my cat took my seat", {"eliza"}),
+        ("what is the event loop", "you seem nice", {"eliza"}),
+        ("what does await do?", "you explain well", {"eliza"}),
+        ("what is a coroutine", "your server crashes when i send a big message", {"faq"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(

@@ -291,14 +291,15 @@ class AssistantBrain(Brain):
         )
         field = in_domain(question) or about
         found = self._search(question, topic, field)
-        if found and (self._confident(found[0], field) or self._leads(found, question)):
+        bot = not field and _has(question, _YOU) and not _asks(question)  # "you seem nice"
+        if found and not bot and (self._confident(found[0], field) or self._leads(found, question)):
             return Answer(found[0].entry.answer, "faq", found[0].entry.question)
         # A question that shares words with an entry is more likely the workshop's than small
         # talk ("what happens when I press stop?", "ack after commit, whats the idea"), unless it
         # is about the bot ("can you...").
         asks = _asks(question) and not _has(question, _YOU)
         unsure = QUESTION_UNSURE if asks else self.unsure
-        if field or (found and found[0].confidence >= unsure):
+        if field or (found and not bot and found[0].confidence >= unsure):
             return _not_sure(found, previous)
         return Answer(self._eliza(message, conversation), "eliza", None)
 

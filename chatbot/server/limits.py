@@ -28,50 +28,35 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 23 (id 0aa2a45f)
 @dataclass(frozen=True)
 class Limits:
-    """Every limit the server enforces. The defaults suit a workshop of a few dozen people.
+    """Every limit the server enforces; the defaults suit a workshop of a few dozen people.
 
-    Attributes:
-        max_message_chars: the longest chat message; longer text gets the error
-            ``text_too_long`` and the connection stays open.
-        max_frame_bytes: the largest WebSocket frame; a bigger one closes the connection with
-            1009 (message too big), before it is even read into memory.
-        messages_per_second: frames per second from one connection, on average; faster ones
-            get the error ``rate_limited``, and the connection stays open.
-        burst: how many frames may come at once before the rate applies.
-        max_connections: the most clients at once; the next one gets HTTP 503.
-        idle_timeout: seconds without a frame before the server closes the connection (1000).
-        ping_interval: seconds between keepalive pings.
-        ping_timeout: seconds to wait for the pong; a dead peer is then dropped (1011).
-        send_queue: messages waiting for a client that reads slowly; one more, and the client
-            is disconnected (1008) instead of buffered without bound.
-        send_queue_bytes: the same in bytes (the frames waiting for one client).
-        write_buffer_bytes: bytes unsent in one connection, pongs included; more: cut (1006).
-        history_page_bytes: the largest ``history`` frame; earlier messages come on request.
-        pending_messages: user messages waiting for the bot in one conversation; more: ``busy``.
-        allowed_origins: more web origins to allow (a JupyterHub's); ``"*"`` allows them all.
-        allowed_hosts: more names for the ``Host`` header (``chat.example.org``); ``"*"``: any.
-        max_connections_per_address: the most connections from one client address (loopback
-            is not limited); the next one gets HTTP 429.
-        trusted_proxies: proxies (addresses, networks) whose ``X-Forwarded-For`` is believed.
+    Each field says what a client meets at its limit: an error frame (``text_too_long``), and
+    the connection stays open; or a close code (1009), or an HTTP status at the handshake (503).
     """
 
-    max_message_chars: int = 4000
-    max_frame_bytes: int = 64 * 1024
-    messages_per_second: float = 5.0
-    burst: int = 20
-    max_connections: int = 500
-    idle_timeout: float = 600.0
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
+    max_message_chars: int = 4000  # the longest chat message; longer: error text_too_long
+    max_frame_bytes: int = 64 * 1024  # a bigger frame closes with 1009 before it is read
+    messages_per_second: float = 5.0  # per connection, on average; faster: error rate_limited
+    burst: int = 20  # frames that may come at once before the rate applies
+    max_connections: int = 500  # clients at once; the next one gets HTTP 503
+    idle_timeout: float = 600.0  # seconds without a frame before the server closes (1000)
+    ping_interval: float = 20.0  # seconds between keepalive pings
+    ping_timeout: float = 20.0  # seconds to wait for the pong; a dead peer is dropped (1011)
+    # Messages waiting for a client that reads slowly; one more, and it is disconnected (1008)
+    # instead of buffered without bound. The same in bytes: 40 clients that stop reading cost
+    # 40 MiB at most.
     send_queue: int = 256
-    send_queue_bytes: int = 1024 * 1024  # 40 clients that stop reading: 40 MiB at most
-    write_buffer_bytes: int = 1024 * 1024
-    history_page_bytes: int = 128 * 1024  # websockets clients accept 1 MiB frames by default
-    pending_messages: int = 8
-    allowed_origins: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] = ()
-    max_connections_per_address: int = 200  # a room of 40 behind one NAT, a few tabs each
-    trusted_proxies: tuple[str, ...] = ()
+    send_queue_bytes: int = 1024 * 1024
+    write_buffer_bytes: int = 1024 * 1024  # unsent bytes, pongs included; more: cut (1006)
+    # The largest history frame (websockets clients accept 1 MiB); earlier messages on request.
+    history_page_bytes: int = 128 * 1024
+    pending_messages: int = 8  # user messages waiting for the bot; more: error busy
+    allowed_origins: tuple[str, ...] = ()  # more web origins (a JupyterHub's); "*": all
+    allowed_hosts: tuple[str, ...] = ()  # more names for the Host header; "*": any
+    # From one client address (loopback is not limited): a room of 40 behind one NAT, a few tabs
+    # each; the next one gets HTTP 429.
+    max_connections_per_address: int = 200
+    trusted_proxies: tuple[str, ...] = ()  # proxies whose X-Forwarded-For is believed
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 24 (id 74681b6a)
     def public(self) -> dict[str, Any]:
