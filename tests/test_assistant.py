@@ -155,6 +155,8 @@ WORKSHOP = {"faq", "not sure"}
         ("what is the event loop", "you seem nice", {"eliza"}),
         ("what does await do?", "you explain well", {"eliza"}),
         ("what is a coroutine", "your server crashes when i send a big message", {"faq"}),
+        ("what is a websocket", "i only know javascript", WORKSHOP),
+        ("how do i run the workshop?", "my laptop fan is loud", {"eliza"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(

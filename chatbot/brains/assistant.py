@@ -89,6 +89,7 @@ _FIELD = """
     docker workshop exercise checker sync handler fsync disconnect reconnect cancel healthz
     readyz keepalive origin auth authentication oauth login jwt tls ssl certificate cookie cors
     uvloop trio anyio request sleep tcp p50 p99 percentile flask django fastapi postgres kotlin
+    pip javascript node colab user
     """
 FIELD_WORDS = frozenset(tokens(_FIELD))
 
