@@ -320,8 +320,8 @@ class AssistantBrain(Brain):
         then = None if clear else self.faq.knowledge.follow_on(topic, question)
         if then is not None:
             return [Match(then, 1.0, 1.0)]
-        # "is it safe?" is about the topic itself (as sure as the topic's own question), unless
-        # its own words lead clearly elsewhere; "I love it" is no question, and stays ELIZA's.
+        # "is it safe?", "so it's like a waiter", "it printed None" are about the topic itself (as
+        # sure as its own question) unless their words lead clearly elsewhere; "I love it" is not.
         if _refers_back(question) and not (confident and self._ahead(alone)):
             return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _leans(question):
