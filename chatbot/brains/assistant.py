@@ -90,6 +90,8 @@ _FIELD = """
     readyz keepalive origin auth authentication oauth login jwt tls ssl certificate cookie cors
     uvloop trio anyio request sleep tcp p50 p99 percentile flask django fastapi postgres kotlin
     pip javascript node colab user
+    kubernetes k8s endpoint metrics prometheus grafana devtools wscat windows linux macos wsl
+    compression deflate warning runtimewarning 1001 1002 1003 1006 1007 1008 1009 1010 1011
     """
 FIELD_WORDS = frozenset(tokens(_FIELD))
 
@@ -301,7 +303,7 @@ class AssistantBrain(Brain):
         asks = _asks(question) and not _has(question, _YOU)
         unsure = QUESTION_UNSURE if asks else self.unsure
         if field or (found and not bot and found[0].confidence >= unsure):
-            return _not_sure(found, previous)
+            return _not_sure(found, topic, field and self._shares(question, topic) > 0)
         return Answer(self._eliza(message, conversation), "eliza", None)
 
     # %% notebooks/03_response-generation.ipynb, code cell 169 (id 03b17dd9)
@@ -329,8 +331,10 @@ class AssistantBrain(Brain):
         # The message's own words choose; the topic breaks near ties between them.
         related = self._related(topic)
         boosted = sorted(alone, key=lambda m: -m.score * (1 + RELATED * related[m.entry.question]))
+        # Unless the message leans on the topic and no entry leads ("and on windows?").
         if boosted and self._confident(boosted[0], in_domain(question)):
-            return boosted[:3]
+            if not _leans(question) or self._ahead(boosted):
+                return boosted[:3]
         # Too few words of its own ("what if I go over it?"): the topic's words help search.
         together = self.faq.knowledge.search(question, limit=3, context=topic.question)
         if together and self._confident(together[0], field):
@@ -372,14 +376,18 @@ class AssistantBrain(Brain):
     def _on_topic(self, question: str, topic: Entry) -> bool:
         """Whether ``question`` is a question that shares a word with ``topic``'s phrasings, or
         a statement that shares two ("my friends cannot see my messages" after rooms)."""
+        return self._shares(question, topic) >= (1 if _is_question(question) else 2)
+
+    def _shares(self, question: str, topic: Entry | None) -> int:
+        """How many words ``question`` shares with ``topic``'s phrasings (0 if it is about the
+        bot: "do you like it?")."""
+        if topic is None or _has(question, _YOU):
+            return 0
         words = self._topic_words.get(topic.question)
         if words is None:
             words = frozenset(tokens(" ".join((topic.question, *topic.phrasings))))
             self._topic_words[topic.question] = words
-        if _has(question, _YOU):  # about the bot: "do you like it?"
-            return False
-        shared = len(words.intersection(word_set(question)))
-        return shared >= (1 if _is_question(question) else 2)
+        return len(words.intersection(word_set(question)))
 
     def _eliza(self, message: str, conversation: Conversation) -> str:
         # The same state as the `eliza` brain's: a session that changes brains keeps ELIZA's.
@@ -397,13 +405,19 @@ def _more(entry: Entry, kind: str) -> str:
     return f"That is all I know about *{entry.question}*:\n\n{entry.answer}"
 
 
-def _not_sure(found: list[Match], topic: str | None) -> Answer:
+def _not_sure(found: list[Match], topic: Entry | None, about: bool) -> Answer:
+    """ "I'm not sure. Did you mean...?", unless a message ``about`` the topic (of the field,
+    sharing a word with it) matches the topic best ("i always thought sqlite was fast enough",
+    after why SQLite has a thread): then more of the topic."""
+    if about and topic is not None and found and found[0].entry is topic:
+        return Answer(_more(topic, "more"), "follow-up", topic.question)
+    previous = topic.question if topic else None
     if not found:
         text = f"{NOT_SURE} I know about asyncio, WebSockets and this workshop: type 'help'."
-        return Answer(text, "not sure", topic)
+        return Answer(text, "not sure", previous)
     offered = tuple(match.entry.question for match in found)
     lines = "\n".join(f"- {question}" for question in offered)
-    return Answer(f"{NOT_SURE} Did you mean:\n\n{lines}", "not sure", topic, offered)
+    return Answer(f"{NOT_SURE} Did you mean:\n\n{lines}", "not sure", previous, offered)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 173 (id said-code)
@@ -436,10 +450,19 @@ _YOU = frozenset("you your yourself".split())
 _ASKING = frozenset("what whats how why when where which who".split())
 
 
+# "so if I don't keep it in a variable, is that bad": a question at the end of a statement.
+_QUESTION_END = re.compile(
+    r"\b(is|are|was|does|do|did|can|should|would|will)\W+(that|this|it|they)(\W+\w+){0,2}\W*$",
+    re.I,
+)
+
+
 def _is_question(message: str) -> bool:
-    """Whether ``message`` is phrased as a question: it ends with "?", or starts with a
-    question word (after an "and" or "ok" or two)."""
-    return message.rstrip().endswith("?") or bool(_QUESTION_START.match(message))
+    """Whether ``message`` is phrased as a question: it ends with "?", starts with a question
+    word (after an "and" or "ok" or two), or ends with one ("..., is that bad")."""
+    if message.rstrip().endswith("?") or _QUESTION_START.match(message):
+        return True
+    return bool(_QUESTION_END.search(message[-60:]))
 
 
 def _asks(message: str) -> bool:
@@ -458,9 +481,9 @@ _LEANING = frozenset("it one that".split())  # "how do I join one?"
 # "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
 _POINTS_BACK = frozenset("it its they them".split())
 # "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
-_TROUBLE = frozenset("tried nothing broken fails failed wrong".split())
+_TROUBLE = frozenset("tried nothing broken fails failed wrong thought".split())
 # "it printed None", "3 seconds, not 1", "the output is in the wrong order": what the code gave.
-_RESULT = frozenset("printed prints output outputs returned returns none seconds ms".split())
+_RESULT = frozenset("printed prints output outputs returned returns none seconds sec ms".split())
 # "my code looks exactly like that", "same error": a comparison with the topic's code.
 _SAME = frozenset("same exactly identical copied".split())
 _ANOTHER = frozenset("for but with in on about question thing".split())  # "same for gather"
