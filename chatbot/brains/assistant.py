@@ -12,6 +12,7 @@ sentence case, for the rest.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -451,18 +452,21 @@ _ASKING = frozenset("what whats how why when where which who".split())
 
 
 # "so if I don't keep it in a variable, is that bad": a question at the end of a statement.
-_QUESTION_END = re.compile(
-    r"\b(is|are|was|does|do|did|can|should|would|will)\W+(that|this|it|they)(\W+\w+){0,2}\W*$",
-    re.I,
-)
+_ASKED_OF = frozenset("is are was does do did can should would will".split())
+_POINTED = frozenset("that this it they".split())
 
 
+@lru_cache(maxsize=64)  # asked of one message several times, as _said
 def _is_question(message: str) -> bool:
     """Whether ``message`` is phrased as a question: it ends with "?", starts with a question
-    word (after an "and" or "ok" or two), or ends with one ("..., is that bad")."""
+    word (after an "and" or "ok" or two), or ends with one ("..., is that bad": "is that" in its
+    last four words)."""
     if message.rstrip().endswith("?") or _QUESTION_START.match(message):
         return True
-    return bool(_QUESTION_END.search(message[-60:]))
+    # A split, not a regular expression: a regular expression's \w on each character costs more.
+    last = message[-40:].casefold().split()[-4:]
+    pairs = itertools.pairwise(last)
+    return any(verb in _ASKED_OF and it.strip(",.;:!") in _POINTED for verb, it in pairs)
 
 
 def _asks(message: str) -> bool:
@@ -497,6 +501,7 @@ _RESTATING = re.compile(
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 176 (id leans-code)
+@lru_cache(maxsize=64)
 def _leans(message: str) -> bool:
     """Whether ``message`` leans on the last one: "and in Jupyter?", "how do I join one?"."""
     return bool(_LEADS_ON.match(message)) or _has(message, _LEANING)
