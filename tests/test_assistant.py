@@ -65,6 +65,12 @@ async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
     brain.answer("how do i add a timeout?", conversation)
     answer = brain.answer("and for several tasks at once?", conversation)
     assert answer.topic == "How do I put one deadline on several tasks?"
+    # Its own words lead nowhere clearly ("cancel" and "timeout" both have entries): the topic's
+    # words help the search.
+    conversation = Conversation()
+    brain.answer("how do i cancel a task", conversation)
+    answer = brain.answer("and with a timeout?", conversation)
+    assert answer.topic == "How do I add a timeout?"
 
 
 async def test_the_topic_s_then_lines_answer_its_follow_ups_unless_the_message_is_clear(
@@ -158,6 +164,14 @@ WORKSHOP = {"faq", "follow-up", "not sure"}
         ("what is a coroutine", "your server crashes when i send a big message", {"faq"}),
         ("what is a websocket", "i only know javascript", WORKSHOP),
         ("how do i run the workshop?", "my laptop fan is loud", {"eliza"}),
+        # A statement that ends in a question; a request after a topic.
+        (
+            "what does create_task give me back",
+            "so if i dont keep it in a variable is that bad",
+            WORKSHOP,
+        ),
+        ("how do sessions and resume work?", "show the kill -9 demo again", WORKSHOP),
+        ("what is a coroutine", "tell me a joke", {"eliza"}),
     ],
 )
 async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_topic(
@@ -166,6 +180,21 @@ async def test_a_statement_after_a_topic_is_the_workshop_s_when_it_tells_of_the_
     conversation = Conversation()
     brain.answer(first, conversation)
     assert brain.answer(then, conversation).by in by
+
+
+async def test_a_statement_of_the_field_whose_best_match_is_the_topic_gets_more_of_it(
+    brain: AssistantBrain,
+) -> None:
+    conversation = Conversation()
+    brain.answer("why is there a thread for the database in an async server", conversation)
+    topic = brain.faq.knowledge.entry("Why does SQLite run in its own thread?")
+    assert topic is not None
+    message = "i always thought sqlite was fast enough to just call directly"
+    answer = brain.answer(message, conversation)
+    assert (answer.by, answer.topic) == ("follow-up", topic.question)
+    # Its reasons, else its example, else its answer again (this entry has neither).
+    assert not topic.why and not topic.example
+    assert answer.text.startswith("That is all I know about") and topic.answer in answer.text
 
 
 async def test_a_judgment_of_the_topic_gets_its_reasons(brain: AssistantBrain) -> None:
@@ -252,6 +281,10 @@ FEELINGS = [
     "my computer hates me",
     "my friend says I talk too much",
     "can you keep a secret",
+    # A request out of the blue, with no entry clearly ahead, is small talk too.
+    "give me a hug",
+    "show me some love",
+    "tell me a joke",
 ]
 
 

@@ -301,8 +301,7 @@ class AssistantBrain(Brain):
         # A question that shares words with an entry is more likely the workshop's than small
         # talk ("what happens when I press stop?", "ack after commit, whats the idea"), unless it
         # is about the bot ("can you...").
-        asks = _asks(question) and not _has(question, _YOU)
-        unsure = QUESTION_UNSURE if asks else self.unsure
+        unsure = QUESTION_UNSURE if self._asking(question, found, topic) else self.unsure
         if field or (found and not bot and found[0].confidence >= unsure):
             return _not_sure(found, topic, field and self._shares(question, topic) > 0)
         return Answer(self._eliza(message, conversation), "eliza", None)
@@ -355,6 +354,18 @@ class AssistantBrain(Brain):
         and far ahead of the next ("I am so happy today" asks nothing: ELIZA's)."""
         sure = found[0].confidence >= LEAD_THRESHOLD
         return sure and self._ahead(found) and _asks(question)
+
+    def _asking(self, question: str, found: list[Match], topic: Entry | None) -> bool:
+        """Whether ``question`` asks something, not of the bot; or requests something ("show
+        the kill -9 demo again") after a topic, or that its best match leads clearly (not "give
+        me a hug" out of the blue)."""
+        if _has(question, _YOU):
+            return False
+        if _asks(question):
+            return True
+        if not found or not _REQUEST.match(question):
+            return False
+        return topic is not None or self._ahead(found)
 
     @staticmethod
     def _ahead(found: list[Match]) -> bool:
@@ -472,6 +483,12 @@ def _is_question(message: str) -> bool:
 def _asks(message: str) -> bool:
     """Whether ``message`` asks something, anywhere in it."""
     return _is_question(message) or "?" in message or _has(message, _ASKING)
+
+
+# "show the kill -9 demo again", "pls explain the outbox": a request.
+_REQUEST = re.compile(
+    r"\W*((please|pls|ok|okay|now|so)\W+)?(show|tell|give|explain|describe|compare|list)\b", re.I
+)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 175 (id leans-const)
