@@ -324,7 +324,7 @@ class AssistantBrain(Brain):
             return [Match(then, 1.0, 1.0)]
         # "is it safe?", "so it's like a waiter", "it printed None" are about the topic itself (as
         # sure as its own question) unless their words lead clearly elsewhere; "I love it" is not.
-        if _refers_back(question) and not (confident and self._ahead(alone)):
+        if _refers_back(question) and not self._away(question, topic, alone, confident):
             return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _leans(question):
             return alone[:3]
@@ -354,6 +354,16 @@ class AssistantBrain(Brain):
         and far ahead of the next ("I am so happy today" asks nothing: ELIZA's)."""
         sure = found[0].confidence >= LEAD_THRESHOLD
         return sure and self._ahead(found) and _asks(question)
+
+    def _away(self, question: str, topic: Entry, alone: list[Match], confident: bool) -> bool:
+        """Whether a message that points back at ``topic`` is about another entry after all: its
+        own words lead there clearly, and still do with the topic's words helping ("how do I find
+        which line it was", after "coroutine was never awaited": "find" alone leads to the FAQ
+        brain's entry)."""
+        if not (confident and self._ahead(alone)):
+            return False
+        together = self.faq.knowledge.search(question, limit=1, context=topic.question)
+        return not together or together[0].entry is not topic
 
     def _asking(self, question: str, found: list[Match], topic: Entry | None) -> bool:
         """Whether ``question`` asks something, not of the bot; or requests something ("show
