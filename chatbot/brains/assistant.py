@@ -357,11 +357,14 @@ class AssistantBrain(Brain):
 
     def _away(self, question: str, topic: Entry, alone: list[Match], confident: bool) -> bool:
         """Whether a message that points back at ``topic`` is about another entry after all: its
-        own words lead there clearly, and still do with the topic's words helping ("how do I find
-        which line it was", after "coroutine was never awaited": "find" alone leads to the FAQ
-        brain's entry)."""
+        own words lead there clearly, with a word of the field, or still do with the topic's
+        words helping ("how do I find which line it was", after "coroutine was never awaited":
+        "find" alone leads to the FAQ brain's entry). Only the second kind costs a second search.
+        """
         if not (confident and self._ahead(alone)):
             return False
+        if in_domain(question):
+            return True
         together = self.faq.knowledge.search(question, limit=1, context=topic.question)
         return not together or together[0].entry is not topic
 
