@@ -171,21 +171,26 @@ def tokens(text: str) -> list[str]:
     is stemmed ("blocking", "blocked" and "blocks" all become "block").
     """
     text = text.replace("'", "").replace("\u2019", "")
-    found = []
-    for word in _words(text):
-        lower = word.casefold()
-        if "_" in word:
-            found.append(lower)
-            found.extend(part for part in lower.split("_") if part not in STOP_WORDS)
-        elif lower not in STOP_WORDS:
-            found.append(lower)
-            parts = [] if word.islower() or word.isupper() else _CAMEL.findall(word)
-            if len(parts) > 2:  # "ConnectionClosedError", not "WebSockets"
-                found.extend(p.casefold() for p in parts if p.casefold() not in STOP_WORDS)
-    # A dotted name is inside one run of characters that are not blanks: only those are read.
-    dotted = (part for part in text.split() if "." in part) if "." in text else ()
-    found.extend(name.casefold() for part in dotted for name in _DOTTED.findall(part))
-    return [_stem(word) for word in found]
+    found = [stem for word in _words(text) for stem in _word_tokens(word)]
+    if "." in text:  # a dotted name is inside one run of characters that are not blanks
+        dotted = (part for part in text.split() if "." in part)
+        found.extend(_stem(name.casefold()) for part in dotted for name in _DOTTED.findall(part))
+    return found
+
+
+@lru_cache(maxsize=8192)  # words recur from message to message: each is read once
+def _word_tokens(word: str) -> tuple[str, ...]:
+    lower = word.casefold()
+    if "_" in word:
+        found = [lower, *(part for part in lower.split("_") if part not in STOP_WORDS)]
+    elif lower in STOP_WORDS:
+        return ()
+    else:
+        found = [lower]
+        parts = [] if word.islower() or word.isupper() else _CAMEL.findall(word)
+        if len(parts) > 2:  # "ConnectionClosedError", not "WebSockets"
+            found.extend(p.casefold() for p in parts if p.casefold() not in STOP_WORDS)
+    return tuple(_stem(word) for word in found)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 88 (id stem-code)
