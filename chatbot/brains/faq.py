@@ -171,15 +171,15 @@ def tokens(text: str) -> list[str]:
     is stemmed ("blocking", "blocked" and "blocks" all become "block").
     """
     text = text.replace("'", "").replace("\u2019", "")
-    found = [stem for word in _words(text) for stem in _word_tokens(word)]
+    read = ((_word_tokens if len(w) <= _KEPT_WORD else _read_word)(w) for w in _words(text))
+    found = [stem for stems in read for stem in stems]
     if "." in text:  # a dotted name is inside one run of characters that are not blanks
         dotted = (part for part in text.split() if "." in part)
         found.extend(_stem(name.casefold()) for part in dotted for name in _DOTTED.findall(part))
     return found
 
 
-@lru_cache(maxsize=8192)  # words recur from message to message: each is read once
-def _word_tokens(word: str) -> tuple[str, ...]:
+def _read_word(word: str) -> tuple[str, ...]:
     lower = word.casefold()
     if "_" in word:
         found = [lower, *(part for part in lower.split("_") if part not in STOP_WORDS)]
@@ -193,18 +193,30 @@ def _word_tokens(word: str) -> tuple[str, ...]:
     return tuple(_stem(word) for word in found)
 
 
+# Words recur from message to message: each is read once. Only short ones are kept, so a client
+# typing new long words (a path, a pasted token) cannot fill memory with them.
+_word_tokens = lru_cache(maxsize=8192)(_read_word)
+_KEPT_WORD = 24
+
+
 # %% notebooks/03_response-generation.ipynb, code cell 88 (id stem-code)
 # One Snowball stemmer per thread: a PyStemmer object must not be used by two threads at once,
 # and a knowledge base may be loaded in a worker thread while the loop answers questions.
 _stemmers = threading.local()
 
 
-@lru_cache(maxsize=8192)  # words recur from message to message: stem each one once
 def _stem(word: str) -> str:
+    return _stem_kept(word) if len(word) <= _KEPT_WORD else _stem_now(word)
+
+
+def _stem_now(word: str) -> str:
     stemmer = getattr(_stemmers, "english", None)
     if stemmer is None:
         stemmer = _stemmers.english = Stemmer.Stemmer("english")
     return str(stemmer.stemWord(SYNONYMS.get(word, word)))
+
+
+_stem_kept = lru_cache(maxsize=8192)(_stem_now)  # short words recur: stem each one once
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 90 (id word-set-code)
