@@ -316,14 +316,12 @@ class AssistantBrain(Brain):
             return alone[:3]
         confident = bool(alone) and self._confident(alone[0], field)
         tied = len(alone) > 1 and alone[1].score >= TIED * alone[0].score
-        # The topic's "Then:" lines know what comes next ("how do I fix it?" after blocking),
-        # unless the message is clear on its own.
+        # The topic's "Then:" lines say what comes next, unless the message is clear alone.
         clear = confident and self._ahead(alone) and not _leans(question)
         then = None if clear else self.faq.knowledge.follow_on(topic, question)
         if then is not None:
             return [Match(then, 1.0, 1.0)]
-        # "is it safe?", "so it's like a waiter", "it printed None" are about the topic itself (as
-        # sure as its own question) unless their words lead clearly elsewhere; "I love it" is not.
+        # "is it safe?", "it printed None" are about the topic unless their words lead elsewhere.
         if _refers_back(question) and not self._away(question, topic, alone, confident):
             return [Match(topic, 1.0, 1.0)]
         if confident and not tied and not _leans(question):
@@ -470,10 +468,8 @@ _QUESTION_START = re.compile(
     re.I,
 )
 _YOU = frozenset("you your yourself".split())
-# A question word anywhere: "pip install -r requirements.txt then what", "power goes out, what's
-# lost".
+# A question word anywhere: "pip install -r requirements.txt then what".
 _ASKING = frozenset("what whats how why when where which who".split())
-
 
 # "so if I don't keep it in a variable, is that bad": a question at the end of a statement.
 _ASKED_OF = frozenset("is are was does do did can should would will".split())
