@@ -183,24 +183,17 @@ def tokens(text: str) -> list[str]:
 # One Snowball stemmer per thread: a PyStemmer object must not be used by two threads at once,
 # and a knowledge base may be loaded in a worker thread while the loop answers questions.
 _stemmers = threading.local()
-# Words recur from message to message: each is read and stemmed once. Only words of up to
-# _KEPT_WORD characters are kept, so a client typing new long words (a path, a pasted token)
-# cannot fill memory with them.
+# Words recur from message to message: each is read and stemmed once (_word_tokens). Only words
+# of up to _KEPT_WORD characters are kept, so a client typing new long words (a path, a pasted
+# token) cannot fill memory with them.
 _KEPT_WORD = 24
 
 
 def _stem(word: str) -> str:
-    return _stem_kept(word) if len(word) <= _KEPT_WORD else _stem_now(word)
-
-
-def _stem_now(word: str) -> str:
     stemmer = getattr(_stemmers, "english", None)
     if stemmer is None:
         stemmer = _stemmers.english = Stemmer.Stemmer("english")
     return str(stemmer.stemWord(SYNONYMS.get(word, word)))
-
-
-_stem_kept = lru_cache(maxsize=8192)(_stem_now)
 
 
 def _read_word(word: str) -> tuple[str, ...]:
