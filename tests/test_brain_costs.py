@@ -5,6 +5,7 @@ Figures are measured, never asserted: no test here compares a time with a number
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import subprocess
@@ -15,7 +16,10 @@ from typing import Any
 
 import pytest
 
+from chatbot import Conversation, RulesBrain
+from chatbot.brains.base import NoAnswer, reply_text
 from chatbot.brains.faq import KnowledgeBase
+from chatbot.brains.rules import DEFAULT_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "brains.py"
@@ -69,6 +73,15 @@ def test_corpus_asks_every_faq_question_and_phrasing(benchmark: ModuleType) -> N
     assert len(corpus["faq"]) == sum(1 + len(entry.phrasings) for entry in knowledge.entries)
     assert corpus["cacm"][0] == "Men are all alike."
     assert set(corpus) == {"faq", "cacm", "rules", "chat"}
+
+
+async def test_corpus_triggers_every_default_rule(benchmark: ModuleType) -> None:
+    # Replayed as brains.py replays it: one conversation ("what's my name?" after the name).
+    brain, conversation = RulesBrain(fallback=None), Conversation()
+    for message in benchmark.RULE_TRIGGERS:
+        with contextlib.suppress(NoAnswer):  # the near misses fall through, as they must
+            await reply_text(brain, message, conversation)
+    assert set(conversation.state["rules"]["counts"]) == {rule.name for rule in DEFAULT_RULES}
 
 
 def test_smoke_measures_every_shipped_brain_but_llm(smoke: dict[str, Any]) -> None:

@@ -46,6 +46,65 @@ async def test_each_rule_answers_its_messages(message: str, reply: str) -> None:
     assert await ask(RulesBrain(clock=lambda: NOON), Conversation(), message) == reply
 
 
+PRESENT = (
+    "I'm here, and your messages reach me. Ask me about asyncio or WebSockets, or type 'help'."
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "reply"),
+    [
+        ("hi bot", GREETING),
+        ("Hello chatbot!", GREETING),
+        ("hey everyone", GREETING),
+        ("yo", GREETING),
+        ("what's up?", GREETING),
+        ("what do you know?", HELP),
+        ("what do you know about", HELP),
+        ("tell me what you know", HELP),
+        ("who made you?", IDENTITY),
+        ("are you an AI?", IDENTITY),
+        ("are you chatgpt", IDENTITY),
+        ("are you human", IDENTITY),
+        ("test", PRESENT),
+        ("testing 1 2 3", PRESENT),
+        ("is this thing on?", PRESENT),
+        ("are you there?", PRESENT),
+        ("can you hear me", PRESENT),
+        ("anyone there?", PRESENT),
+        ("good bot", "Thank you!"),
+        ("nice one!", "Thank you!"),
+        ("well done", "Thank you!"),
+        ("good night everyone", "Goodbye! Come back any time."),
+    ],
+)
+async def test_what_a_room_types_in_its_first_minute_gets_a_polite_reply(
+    message: str, reply: str
+) -> None:
+    assert await ask(RulesBrain(), Conversation(), message) == reply
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "testing async code",
+        "how do I test a websocket server",
+        "test my server",
+        "who made asyncio",
+        "are you able to explain tasks?",
+        "what do you know about asyncio",
+        "what's up with my server",
+        "hi, how do I cancel a task?",
+        "good morning, what is a coroutine",
+        "what is this",  # after a topic, a question about it: not the bot's identity
+        "how does this work",
+    ],
+)
+async def test_questions_that_start_like_small_talk_are_left_to_other_brains(message: str) -> None:
+    with pytest.raises(NoAnswer):
+        await ask(RulesBrain(fallback=None), Conversation(), message)
+
+
 async def test_replies_rotate_per_conversation() -> None:
     brain, conversation = RulesBrain(), Conversation()
     replies = [await ask(brain, conversation, "thanks") for _ in range(4)]

@@ -56,7 +56,8 @@ _OK = (
 _GETTING_ACQUAINTED = (
     Rule(
         "greeting",
-        r"^\s*(hi|hello|hey|howdy|good (morning|afternoon|evening))( there)?" + _END,
+        r"^\s*(hi|hello|hey|hiya|howdy|yo|sup|good (morning|afternoon|evening)|what'?s up)"
+        r"( there)?( (bot|chatbot|everyone|everybody|all|folks))?" + _END,  # "hi bot"
         (
             "Hello! I'm the workshop's chatbot. Ask me about asyncio or WebSockets, "
             "or type 'help'.",
@@ -72,7 +73,7 @@ _GETTING_ACQUAINTED = (
     Rule("name_question", r"^\s*what('s| is) my name" + _END, ("Your name is {user_name}.",)),
     Rule(
         "help",
-        r"^\s*(help|what can you do|\?)" + _END,
+        r"^\s*(help|what can you do|what do you know( about)?|tell me what you know|\?)" + _END,
         (
             "I can answer questions about asyncio, WebSockets and this workshop, tell you the "
             "time or the date, and chat a little. Try 'what is an event loop?'",
@@ -101,7 +102,8 @@ _SMALL_TALK = (
     ),
     Rule(
         "goodbye",
-        _OK + r"(bye|goodbye|see you|see ya|farewell)( later| soon| for now)?" + _END,
+        _OK + r"(bye|goodbye|see you|see ya|farewell|good ?night|cya)"
+        r"( later| soon| for now| everyone| all)?" + _END,
         ("Goodbye! Come back any time.", "See you soon!"),
     ),
     Rule(
@@ -111,7 +113,8 @@ _SMALL_TALK = (
     ),
     Rule(
         "identity",
-        r"^\s*((who|what) are you|what('s| is) your name)" + _END,
+        r"^\s*((who|what) are you|what('s| is) your name|who (made|built|created|wrote) you"
+        r"|are you (a |an )?(bot|robot|ai|human|person|real|chatgpt|llm))" + _END,
         (
             "I'm a chatbot built in the 'Real-time chatbots with asyncio' workshop: a WebSocket "
             "server in Python, answering many people at once.",
@@ -120,15 +123,34 @@ _SMALL_TALK = (
 )
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 39 (id dba1ed13)
-DEFAULT_RULES: tuple[Rule, ...] = (*_GETTING_ACQUAINTED, *_SMALL_TALK)
+# %% notebooks/03_response-generation.ipynb, code cell 39 (id first-minute-code)
+_FIRST_MINUTE = (
+    Rule(
+        "presence",
+        r"^\s*(test(ing)?( \d+| test| one two three)*|is this (thing )?on"
+        r"|are you (there|awake|alive|working)|can you hear me|any(one|body) (there|here))" + _END,
+        (
+            "I'm here, and your messages reach me. Ask me about asyncio or WebSockets, or type "
+            "'help'.",
+        ),
+    ),
+    Rule(
+        "praise",
+        r"^\s*((good|great|nice|clever|smart) (bot|job|answer|one)|well done)" + _END,
+        ("Thank you!", "Glad it helped."),
+    ),
+)
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 40 (id dba1ed13)
+DEFAULT_RULES: tuple[Rule, ...] = (*_GETTING_ACQUAINTED, *_SMALL_TALK, *_FIRST_MINUTE)
 """The rules ``RulesBrain()`` uses: greetings, help, the time and date, thanks, goodbye,
-small talk."""
+small talk, and what a room types to check that the bot is there."""
 
 DEFAULT_FALLBACK = "I'm not sure what you mean. Type 'help' to see what I can do."
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 40 (id c4381e9f)
+# %% notebooks/03_response-generation.ipynb, code cell 41 (id c4381e9f)
 class RulesBrain(Brain):
     """Answer with the first rule whose pattern matches; deterministic, fast, no data files.
 
@@ -167,7 +189,7 @@ class RulesBrain(Brain):
             text = self.fallback
         yield text
 
-    # %% notebooks/03_response-generation.ipynb, code cell 41 (id a3541bb1)
+    # %% notebooks/03_response-generation.ipynb, code cell 42 (id a3541bb1)
     def reply(self, message: str, conversation: Conversation) -> str | None:
         """Return the reply to ``message``, or ``None`` if no rule matches."""
         state: dict[str, Any] = conversation.state.setdefault(self.name, {})
