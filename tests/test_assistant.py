@@ -339,6 +339,40 @@ async def test_feelings_with_everyday_words_of_the_field_go_to_eliza(
     assert brain.answer(message, Conversation()).by == "eliza"
 
 
+# Everyday words alone, out of a topic: small talk, although a phrasing of the FAQ has each word
+# ("went for lunch and the chat disconnected": "when is lunch" matched the idle timeout's entry).
+EVERYDAY = [
+    "when is lunch",
+    "whats for lunch",
+    "I'm lost",
+    "what's next",
+    "i see",
+    "say that again",
+    "how old are you",
+    "how is the weather",
+    "where are the slides",
+    "my code doesn't work",
+]
+
+
+@pytest.mark.parametrize("message", EVERYDAY)
+async def test_everyday_words_alone_are_small_talk_out_of_a_topic(
+    brain: AssistantBrain, message: str
+) -> None:
+    assert brain.faq.knowledge.search(message)  # some phrasing has the word
+    assert brain.answer(message, Conversation()).by == "eliza"
+
+
+async def test_everyday_words_with_a_word_of_the_field_or_after_a_topic_are_searched(
+    brain: AssistantBrain,
+) -> None:
+    answer = brain.answer("what's next after the handshake", Conversation())
+    assert (answer.by, answer.topic) != ("eliza", None)
+    conversation = Conversation()
+    brain.answer("What does blocking the event loop mean?", conversation)
+    assert brain.answer("so what's next", conversation).by != "eliza"
+
+
 @pytest.mark.parametrize("question", FAQ_OFF_TOPIC + OFF_TOPIC_WITH_KNOWN_WORDS)
 async def test_off_topic_questions_never_get_an_entry(brain: AssistantBrain, question: str) -> None:
     assert brain.answer(question, Conversation()).by != "faq"

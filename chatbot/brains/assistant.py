@@ -144,7 +144,21 @@ def _judges(message: str, words: list[str]) -> bool:
     return not asks and not _DIFFERS.isdisjoint(words) and not _CITES.isdisjoint(words)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 163 (id e62cb866)
+# %% notebooks/03_response-generation.ipynb, code cell 163 (id generic-code)
+# Words that, alone, say nothing about the workshop (stemmed like the knowledge base's words).
+_GENERIC = frozenset(
+    tokens(
+        """next now again see look watch old new lost lose wrong right like love hate good bad fine
+        great nice cool awesome weather lunch dinner breakfast food eat coffee tea break slide
+        slides repeat hear listen talk speak day today tomorrow yesterday week year morning night
+        people person friend family home life world money music movie game play fun funny joke
+        story song happy sad angry tired bored hungry sure true false maybe sorry welcome hard
+        easy difficult code shut"""
+    )
+)
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 164 (id e62cb866)
 def follow_up(message: str) -> Literal["example", "why", "more"] | None:
     """What a follow-up ("why?", "show me an example") asks for, or None: its words are a kind
     of request and words that say nothing ("can you say that more simply"), no topic of its own;
@@ -170,7 +184,7 @@ def in_domain(message: str) -> bool:
     return "_" in message and any("_" in word for word in words)  # "to_thread"
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 164 (id sentence-case-code)
+# %% notebooks/03_response-generation.ipynb, code cell 165 (id sentence-case-code)
 _TYPED = re.compile(r"[\w']+")
 _LETTERED = re.compile(r"([^\W\d_][\w']*)")  # a word: a letter first
 _SENTENCE = re.compile(r"(^|[.!?]\s+)([a-z])")
@@ -196,7 +210,7 @@ def sentence_case(reply: str, message: str) -> str:
     return _SENTENCE.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 166 (id 6f83f481)
+# %% notebooks/03_response-generation.ipynb, code cell 167 (id 6f83f481)
 class Answer(NamedTuple):
     """What the assistant says, and why.
 
@@ -213,7 +227,7 @@ class Answer(NamedTuple):
     offered: tuple[str, ...] = ()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 167 (id 9725845f)
+# %% notebooks/03_response-generation.ipynb, code cell 168 (id 9725845f)
 class AssistantBrain(Brain):
     """The workshop's assistant: rules, then the FAQ (with follow-ups), then honesty, then ELIZA.
 
@@ -252,7 +266,7 @@ class AssistantBrain(Brain):
         self._near_topics: dict[str, dict[str, float]] = {}  # see _related
         self._topic_words: dict[str, frozenset[str]] = {}  # see _on_topic
 
-    # %% notebooks/03_response-generation.ipynb, code cell 168 (id 8ed58a99)
+    # %% notebooks/03_response-generation.ipynb, code cell 169 (id 8ed58a99)
     async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         # Rules, a search and ELIZA take tens of microseconds: no reason to leave the loop.
         answer = self.answer(message, conversation)
@@ -267,7 +281,7 @@ class AssistantBrain(Brain):
         state.update(topic=answer.topic, by=answer.by, offered=list(answer.offered))
         return answer
 
-    # %% notebooks/03_response-generation.ipynb, code cell 169 (id a6c97018)
+    # %% notebooks/03_response-generation.ipynb, code cell 170 (id a6c97018)
     def _decide(
         self, message: str, conversation: Conversation, topic: Entry | None, offered: list[str]
     ) -> Answer:
@@ -294,7 +308,8 @@ class AssistantBrain(Brain):
             _follows_on(question) or _tells_of(question) or self._on_topic(question, topic)
         )
         field = in_domain(question) or about
-        found = self._search(question, topic, field)
+        small = topic is None and not field and word_set(question) <= _GENERIC  # "when is lunch"
+        found = [] if small else self._search(question, topic, field)
         bot = not field and _has(question, _YOU) and not _asks(question)  # "you seem nice"
         if found and not bot and (self._confident(found[0], field) or self._leads(found, question)):
             return Answer(found[0].entry.answer, "faq", found[0].entry.question)
@@ -306,7 +321,7 @@ class AssistantBrain(Brain):
             return _not_sure(found, topic, field and self._shares(question, topic) > 0)
         return Answer(self._eliza(message, conversation), "eliza", None)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 170 (id 03b17dd9)
+    # %% notebooks/03_response-generation.ipynb, code cell 171 (id 03b17dd9)
     def _search(self, question: str, topic: Entry | None, field: bool) -> list[Match]:
         """The best entries for ``question``; after a topic, with its help when the message
         leans on it ("and in Jupyter?") or is not clear on its own: no confident match, or
@@ -346,7 +361,7 @@ class AssistantBrain(Brain):
             return match.confidence >= min(self.faq.threshold, FIELD_THRESHOLD)
         return match.confidence >= max(self.faq.threshold, OFF_FIELD_THRESHOLD)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 171 (id lead-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 172 (id lead-code)
     def _leads(self, found: list[Match], question: str) -> bool:
         """Whether ``question`` asks something and its best match is sure enough (LEAD_THRESHOLD)
         and far ahead of the next ("I am so happy today" asks nothing: ELIZA's)."""
@@ -383,7 +398,7 @@ class AssistantBrain(Brain):
         """Whether the best match scores CLEAR_LEAD times the second's, or is the only one."""
         return len(found) == 1 or found[0].score >= CLEAR_LEAD * found[1].score
 
-    # %% notebooks/03_response-generation.ipynb, code cell 172 (id 3afef5c5)
+    # %% notebooks/03_response-generation.ipynb, code cell 173 (id 3afef5c5)
     def _related(self, topic: Entry) -> dict[str, float]:
         """How close each entry is to ``topic``, from 0 to 1, by its heading."""
         related = self._near_topics.get(topic.question)
@@ -420,7 +435,7 @@ class AssistantBrain(Brain):
         return sentence_case(reply, message)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 173 (id 3039794f)
+# %% notebooks/03_response-generation.ipynb, code cell 174 (id 3039794f)
 def _more(entry: Entry, kind: str) -> str:
     text = {"example": entry.example, "why": entry.why, "more": entry.why or entry.example}[kind]
     if text:
@@ -443,7 +458,7 @@ def _not_sure(found: list[Match], topic: Entry | None, about: bool) -> Answer:
     return Answer(f"{NOT_SURE} Did you mean:\n\n{lines}", "not sure", previous, offered)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 174 (id said-code)
+# %% notebooks/03_response-generation.ipynb, code cell 175 (id said-code)
 _TOKEN = re.compile(r"\w+")
 
 
@@ -458,7 +473,7 @@ def _has(message: str, words: frozenset[str]) -> bool:
     return not words.isdisjoint(_said(message))
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 175 (id asks-code)
+# %% notebooks/03_response-generation.ipynb, code cell 176 (id asks-code)
 # A question about "it" after a topic: "what happens if I go over it?", "and in Jupyter?".
 # "so where do I look then", "ok and how do I cancel it": a question word after a word or two
 # that only joins it to the last message.
@@ -500,7 +515,7 @@ _REQUEST = re.compile(
 )
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 176 (id leans-const)
+# %% notebooks/03_response-generation.ipynb, code cell 177 (id leans-const)
 # "and in Jupyter?", "what about rooms?", "ok thanks, and the await part", "now the client side".
 _LEADS_ON = re.compile(
     r"\W*((ok|okay|thanks|thx|thank you|perfect|great|cool|got it|nice|right)\W+){0,2}"
@@ -526,7 +541,7 @@ _RESTATING = re.compile(
 )
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 177 (id leans-code)
+# %% notebooks/03_response-generation.ipynb, code cell 178 (id leans-code)
 @lru_cache(maxsize=64)
 def _leans(message: str) -> bool:
     """Whether ``message`` leans on the last one: "and in Jupyter?", "how do I join one?"."""
@@ -562,7 +577,7 @@ def _refers_back(message: str) -> bool:
     return bool(_RESTATING.match(message)) or compares or _has(message, _RESULT)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 179 (id pick-code)
+# %% notebooks/03_response-generation.ipynb, code cell 180 (id pick-code)
 _PICKS = {"yes": 0, "yeah": 0, "yep": 0, "first": 0, "1": 0, "second": 1, "2": 1, "third": 2}
 
 
