@@ -103,6 +103,7 @@ RULE_TRIGGERS = [
     "are you an AI?",
     "test",
     "good bot",
+    "it works!",
     "good night",
     "thanks, bye!",
     "bye",

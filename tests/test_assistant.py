@@ -352,6 +352,9 @@ EVERYDAY = [
     "how is the weather",
     "where are the slides",
     "my code doesn't work",
+    "it's broken",
+    "how do i get a job",
+    "is this used in production",
 ]
 
 

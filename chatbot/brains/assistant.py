@@ -153,7 +153,9 @@ _GENERIC = frozenset(
         slides repeat hear listen talk speak day today tomorrow yesterday week year morning night
         people person friend family home life world money music movie game play fun funny joke
         story song happy sad angry tired bored hungry sure true false maybe sorry welcome hard
-        easy difficult code shut"""
+        easy difficult code shut done finish finished nothing continue more job company companies
+        production internet computer leave early smart better best favourite favorite broken crash
+        died dead much many works"""
     )
 )
 

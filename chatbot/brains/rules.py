@@ -114,7 +114,8 @@ _SMALL_TALK = (
     Rule(
         "identity",
         r"^\s*((who|what) are you|what('s| is) your name|who (made|built|created|wrote) you"
-        r"|are you (a |an )?(bot|robot|ai|human|person|real|chatgpt|llm))" + _END,
+        r"|are you (a |an )?(bot|robot|ai|human|person|real|chatgpt|llm)"
+        r"|what (model|llm) are you|do you use (chatgpt|gpt|an? llm|a language model))" + _END,
         (
             "I'm a chatbot built in the 'Real-time chatbots with asyncio' workshop: a WebSocket "
             "server in Python, answering many people at once.",
@@ -133,6 +134,12 @@ _FIRST_MINUTE = (
             "I'm here, and your messages reach me. Ask me about asyncio or WebSockets, or type "
             "'help'.",
         ),
+    ),
+    Rule(
+        "success",
+        r"^\s*((it|that) (works|worked)( now)?|works now|(got it|i got it) working|done|finished"
+        r"|i'?m done|(solved|fixed) it)" + _END,
+        ("Well done!", "Nice work!"),
     ),
     Rule(
         "praise",
