@@ -113,6 +113,36 @@ async def test_questions_that_start_like_small_talk_are_left_to_other_brains(mes
         await ask(RulesBrain(fallback=None), Conversation(), message)
 
 
+async def test_one_search_of_every_pattern_gives_the_same_replies_as_each_pattern_in_turn() -> None:
+    joined = RulesBrain(fallback=None, clock=lambda: NOON)
+    each = RulesBrain(fallback=None, clock=lambda: NOON)
+    assert joined._any is not None
+    each._any = None  # the rules one by one, as without the joined expression
+    messages = ["hi bot", "my name is Ada", "what's my name?", "test", "it works!", "good bot"]
+    messages += [
+        "thanks, bye!",
+        "what time is it?",
+        "what is backpressure",
+        "hello, is it blocked?",
+    ]
+    one, other = Conversation(), Conversation()
+    for message in messages:
+        assert joined.reply(message, one) == each.reply(message, other), message
+    assert one.state == other.state
+
+
+async def test_rules_that_cannot_be_joined_in_one_expression_still_answer() -> None:
+    doubled = RulesBrain([Rule("double", r"\b(\w+) \1\b", ("Said twice.",))], fallback=None)
+    assert doubled._any is None  # \1 would point at another rule's group
+    assert await ask(doubled, Conversation(), "bye bye") == "Said twice."
+    named = RulesBrain(
+        [Rule("a", r"^x (?P<w>\w+)", ("a {w}",)), Rule("b", r"^y (?P<w>\w+)", ("b {w}",))]
+    )
+    assert named._any is None  # one group name in two rules
+    assert await ask(named, Conversation(), "y z") == "b z"
+    assert await ask(named, Conversation(), "w z") == DEFAULT_FALLBACK
+
+
 async def test_replies_rotate_per_conversation() -> None:
     brain, conversation = RulesBrain(), Conversation()
     replies = [await ask(brain, conversation, "thanks") for _ in range(4)]

@@ -157,6 +157,18 @@ small talk, and what a room types to check that the bot is there."""
 DEFAULT_FALLBACK = "I'm not sure what you mean. Type 'help' to see what I can do."
 
 
+def _joined(rules: Sequence[Rule]) -> re.Pattern[str] | None:
+    """One expression that matches where any rule's pattern matches; None when the patterns cannot
+    be joined (a numbered back-reference would point at another rule's group; two rules may use
+    one group name)."""
+    if any(re.search(r"\\[1-9]", rule.pattern) for rule in rules):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{rule.pattern})" for rule in rules), re.IGNORECASE)
+    except re.error:
+        return None
+
+
 # %% notebooks/03_response-generation.ipynb, code cell 41 (id c4381e9f)
 class RulesBrain(Brain):
     """Answer with the first rule whose pattern matches; deterministic, fast, no data files.
@@ -186,6 +198,7 @@ class RulesBrain(Brain):
         self.rules = tuple(rules)
         self.fallback = fallback
         self.clock = clock
+        self._any = _joined(self.rules)  # most messages match no rule: one search says so
 
     async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
         # A few regular expressions take microseconds: no reason to leave the loop.
@@ -202,6 +215,8 @@ class RulesBrain(Brain):
         state: dict[str, Any] = conversation.state.setdefault(self.name, {})
         counts: dict[str, int] = state.setdefault("counts", {})
         memory: dict[str, str] = state.setdefault("memory", {})
+        if self._any is not None and self._any.search(message) is None:
+            return None
         for rule in self.rules:
             match = rule.regex.search(message)
             if match is None:
