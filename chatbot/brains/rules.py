@@ -56,7 +56,8 @@ _OK = (
 _GETTING_ACQUAINTED = (
     Rule(
         "greeting",
-        r"^\s*(hi|hello|hey|hiya|howdy|yo|sup|good (morning|afternoon|evening)|what'?s up)"
+        r"^\s*(hi|hello|hey|hiya|howdy|yo|sup|good (morning|afternoon|evening)|what'?s up"
+        r"|hallo|hola|bonjour|salut|ciao|namaste|moin|servus)"  # a room of many languages
         r"( there)?( (bot|chatbot|everyone|everybody|all|folks))?" + _END,  # "hi bot"
         (
             "Hello! I'm the workshop's chatbot. Ask me about asyncio or WebSockets, "
@@ -97,7 +98,8 @@ _SMALL_TALK = (
     ),
     Rule(
         "thanks",
-        _OK + r"(thanks|thank you|thx|cheers)( (a lot|so much|very much))?" + _END,
+        _OK + r"(thanks|thank you|thx|cheers|merci|danke|gracias|grazie|obrigad[oa])"
+        r"( (a lot|so much|very much|beaucoup|sch[oö]n))?" + _END,
         ("You're welcome!", "Any time.", "Glad to help."),
     ),
     Rule(
@@ -111,6 +113,11 @@ _SMALL_TALK = (
         r"^\s*how are you( doing| today)?" + _END,
         ("Running smoothly in my event loop, thanks. How are you?",),
     ),
+)
+
+
+# %% notebooks/03_response-generation.ipynb, code cell 39 (id first-minute-code)
+_FIRST_MINUTE = (
     Rule(
         "identity",
         r"^\s*((who|what) are you|what('s| is) your name|who (made|built|created|wrote) you"
@@ -121,11 +128,6 @@ _SMALL_TALK = (
             "server in Python, answering many people at once.",
         ),
     ),
-)
-
-
-# %% notebooks/03_response-generation.ipynb, code cell 39 (id first-minute-code)
-_FIRST_MINUTE = (
     Rule(
         "presence",
         r"^\s*(test(ing)?( \d+| test| one two three)*|is this (thing )?on"
