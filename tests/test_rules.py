@@ -84,6 +84,9 @@ PRESENT = (
         ("fixed it!", "Well done!"),
         ("good bot", "Thank you!"),
         ("nice one!", "Thank you!"),
+        ("ok got it, you are a good bot", "Thank you!"),
+        ("you're a good bot, i like you", "Thank you!"),
+        ("wow, you are smart", "Thank you!"),
         ("well done", "Thank you!"),
         ("good night everyone", "Goodbye! Come back any time."),
     ],
@@ -107,6 +110,8 @@ async def test_what_a_room_types_in_its_first_minute_gets_a_polite_reply(
         "hi, how do I cancel a task?",
         "good morning, what is a coroutine",
         "done with the exercise, what next?",
+        "you are stupid",  # ELIZA's
+        "good",  # after "how are you?", an answer, not praise
         "it works but why",
         "what is this",  # after a topic, a question about it: not the bot's identity
         "how does this work",

@@ -145,7 +145,9 @@ _FIRST_MINUTE = (
     ),
     Rule(
         "praise",
-        r"^\s*((good|great|nice|clever|smart) (bot|job|answer|one)|well done)" + _END,
+        r"^\s*((ok|okay|got it|wow)[\s,!.]+)*(you('re| are) (a |so |very |really )?"
+        r"(good|great|nice|clever|smart|helpful|awesome|amazing)( bot)?"
+        r"|(good|great|nice|clever|smart) (bot|job|answer|one)|well done)(,? i like you)?" + _END,
         ("Thank you!", "Glad it helped."),
     ),
 )
