@@ -21,6 +21,7 @@ from chatbot.brains.assistant import (
 from chatbot.brains.base import Conversation, reply_text
 from chatbot.brains.evaluation import OFF_TOPIC, Question, evaluate, read_questions
 from chatbot.brains.faq import MAX_QUESTION_CHARS, KnowledgeBase, focus
+from chatbot.brains.rules import HELP_REPLY
 from tests.test_faq import OFF_TOPIC as FAQ_OFF_TOPIC
 from tests.test_faq import OFF_TOPIC_WITH_KNOWN_WORDS
 
@@ -364,6 +365,20 @@ async def test_everyday_words_alone_are_small_talk_out_of_a_topic(
 ) -> None:
     assert brain.faq.knowledge.search(message)  # some phrasing has the word
     assert brain.answer(message, Conversation()).by == "eliza"
+
+
+@pytest.mark.parametrize(
+    "message", ["how does this work?", "what is this", "what now", "how do i use you"]
+)
+async def test_a_first_message_about_using_the_bot_gets_the_help(
+    brain: AssistantBrain, message: str
+) -> None:
+    answer = brain.answer(message, Conversation())
+    assert (answer.by, answer.text) == ("rules", HELP_REPLY)
+    # After a topic, the same words are a follow-up: the topic's.
+    conversation = Conversation()
+    brain.answer("What is the event loop?", conversation)
+    assert brain.answer(message, conversation).text != HELP_REPLY
 
 
 async def test_everyday_words_with_a_word_of_the_field_or_after_a_topic_are_searched(

@@ -34,7 +34,7 @@ from chatbot.brains.faq import (
     tokens,
     word_set,
 )
-from chatbot.brains.rules import RulesBrain
+from chatbot.brains.rules import HELP_REPLY, RulesBrain
 
 __all__ = ["Answer", "AssistantBrain", "follow_up", "in_domain", "sentence_case"]
 __all__ += ["CLEAR_LEAD", "FIELD_THRESHOLD", "NOT_SURE", "OFF_FIELD_THRESHOLD", "RELATED", "TIED"]
@@ -157,6 +157,12 @@ _GENERIC = frozenset(
         production internet computer leave early smart better best favourite favorite broken crash
         died dead much many works"""
     )
+)
+# Out of a topic, a question about using the bot: the help, not ELIZA's "Why do you ask".
+_OPENING = re.compile(
+    r"\W*(how does (this|it) work|what is this( thing)?|what do i do( here| now)?"
+    r"|how do i use (this|you|it)|what now)\W*$",
+    re.I,
 )
 
 
@@ -321,7 +327,7 @@ class AssistantBrain(Brain):
         unsure = QUESTION_UNSURE if self._asking(question, found, topic) else self.unsure
         if field or (found and not bot and found[0].confidence >= unsure):
             return _not_sure(found, topic, field and self._shares(question, topic) > 0)
-        return Answer(self._eliza(message, conversation), "eliza", None)
+        return self._small_talk(message, conversation, topic)
 
     # %% notebooks/03_response-generation.ipynb, code cell 171 (id 03b17dd9)
     def _search(self, question: str, topic: Entry | None, field: bool) -> list[Match]:
@@ -429,12 +435,14 @@ class AssistantBrain(Brain):
             self._topic_words[topic.question] = words
         return len(words.intersection(word_set(question)))
 
-    def _eliza(self, message: str, conversation: Conversation) -> str:
+    def _small_talk(self, message: str, conversation: Conversation, topic: Entry | None) -> Answer:
+        if topic is None and _OPENING.match(message):  # "how does this work?" as a first message
+            return Answer(HELP_REPLY, "rules", None)
         # The same state as the `eliza` brain's: a session that changes brains keeps ELIZA's.
         eliza = Eliza(self.script, conversation.state.get(ElizaBrain.name))
         reply = eliza.respond(message)
         conversation.state[ElizaBrain.name] = eliza.state
-        return sentence_case(reply, message)
+        return Answer(sentence_case(reply, message), "eliza", None)
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 174 (id 3039794f)

@@ -14,7 +14,7 @@ from typing import Any
 
 from chatbot.brains.base import Brain, Conversation, NoAnswer
 
-__all__ = ["DEFAULT_FALLBACK", "DEFAULT_RULES", "Rule", "RulesBrain"]
+__all__ = ["DEFAULT_FALLBACK", "DEFAULT_RULES", "HELP_REPLY", "Rule", "RulesBrain"]
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 36 (id ebb6bf3c)
@@ -53,6 +53,11 @@ _OK = (
     r"((that|it) (worked|works)( now)?[\s,!.]*)?)?"
 )
 
+HELP_REPLY = (
+    "I can answer questions about asyncio, WebSockets and this workshop, tell you the time or "
+    "the date, and chat a little. Try 'what is an event loop?'"
+)
+
 _GETTING_ACQUAINTED = (
     Rule(
         "greeting",
@@ -75,10 +80,7 @@ _GETTING_ACQUAINTED = (
     Rule(
         "help",
         r"^\s*(help|what can you do|what do you know( about)?|tell me what you know|\?)" + _END,
-        (
-            "I can answer questions about asyncio, WebSockets and this workshop, tell you the "
-            "time or the date, and chat a little. Try 'what is an event loop?'",
-        ),
+        (HELP_REPLY,),
     ),
 )
 
