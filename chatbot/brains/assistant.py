@@ -150,12 +150,11 @@ _GENERIC = frozenset(
     tokens(
         """next now again see look watch old new lost lose wrong right like love hate good bad fine
         great nice cool awesome weather lunch dinner breakfast food eat coffee tea break slide
-        slides repeat hear listen talk speak day today tomorrow yesterday week year morning night
-        people person friend family home life world money music movie game play fun funny joke
-        story song happy sad angry tired bored hungry sure true false maybe sorry welcome hard
-        easy difficult code shut done finish finished nothing continue more job company companies
-        production internet computer leave early smart better best favourite favorite broken crash
-        died dead much many works"""
+        repeat hear listen talk speak day today tomorrow yesterday week year morning night people
+        person friend family home life world money music movie game play fun funny joke story song
+        happy sad angry tired bored hungry sure true false maybe sorry welcome hard easy difficult
+        code shut done finish nothing continue more job company production internet computer leave
+        early smart better best favourite favorite broken crash died dead much many works"""
     )
 )
 # Out of a topic, a question about using the bot: the help, not ELIZA's "Why do you ask".
