@@ -384,6 +384,9 @@ async def test_a_first_message_about_using_the_bot_gets_the_help(
 async def test_everyday_words_with_a_word_of_the_field_or_after_a_topic_are_searched(
     brain: AssistantBrain,
 ) -> None:
+    # "crash", "died" stand for "kill" (a synonym), which is the workshop's: not small talk.
+    answer = brain.answer("what if i kill it", Conversation())
+    assert (answer.by, answer.topic) == ("faq", "Is anything lost when the server is killed?")
     answer = brain.answer("what's next after the handshake", Conversation())
     assert (answer.by, answer.topic) != ("eliza", None)
     conversation = Conversation()

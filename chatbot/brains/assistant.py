@@ -145,7 +145,8 @@ def _judges(message: str, words: list[str]) -> bool:
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 163 (id generic-code)
-# Words that, alone, say nothing about the workshop (stemmed like the knowledge base's words).
+# Words that, alone, say nothing about the workshop (stemmed like the knowledge base's words;
+# not crash, died, dead: the synonyms make them 'kill', and 'what if i kill it' is a question).
 _GENERIC = frozenset(
     tokens(
         """next now again see look watch old new lost lose wrong right like love hate good bad fine
@@ -154,7 +155,7 @@ _GENERIC = frozenset(
         person friend family home life world money music movie game play fun funny joke story song
         happy sad angry tired bored hungry sure true false maybe sorry welcome hard easy difficult
         code shut done finish nothing continue more job company production internet computer leave
-        early smart better best favourite favorite broken crash died dead much many works"""
+        early smart better best favourite favorite broken much many works"""
     )
 )
 # Out of a topic, a question about using the bot: the help, not ELIZA's "Why do you ask".
