@@ -312,6 +312,29 @@ async def test_plain_questions_about_the_workshop_never_go_to_eliza(
     assert brain.answer(message, Conversation()).by in ("faq", "not sure")
 
 
+# The course's own words, asked the way a learner asks what a word means: threads and processes
+# (notebooks 01, 04, 08), futures (the store's thread and the checkers), the kernel (everywhere).
+# Each went to an entry that only uses the word ("what is a thread": why SQLite has one).
+BASIC_TERMS = [
+    ("what is a thread", "What are threads and processes?"),
+    ("what is a process", "What are threads and processes?"),
+    ("what is the GIL", "What are threads and processes?"),
+    ("what is a future", "What is a future?"),
+    ("future vs task", "What is a future?"),
+    ("what is a kernel", "What is the Jupyter kernel?"),
+    ("what is jupyter", "What is the Jupyter kernel?"),
+    ("what does restart kernel do", "What is the Jupyter kernel?"),
+]
+
+
+@pytest.mark.parametrize(("message", "entry"), BASIC_TERMS)
+async def test_the_course_s_basic_terms_have_their_entries(
+    brain: AssistantBrain, message: str, entry: str
+) -> None:
+    answer = brain.answer(message, Conversation())
+    assert (answer.by, answer.topic) == ("faq", entry)
+
+
 async def test_a_question_without_words_of_the_field_is_answered_when_one_entry_leads(
     brain: AssistantBrain,
 ) -> None:
