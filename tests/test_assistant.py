@@ -324,6 +324,8 @@ BASIC_TERMS = [
     ("what is a kernel", "What is the Jupyter kernel?"),
     ("what is jupyter", "What is the Jupyter kernel?"),
     ("what does restart kernel do", "What is the Jupyter kernel?"),
+    ("what is a frame", "What is a WebSocket frame?"),
+    ("what is an opcode", "What is a WebSocket frame?"),
 ]
 
 
@@ -333,6 +335,27 @@ async def test_the_course_s_basic_terms_have_their_entries(
 ) -> None:
     answer = brain.answer(message, Conversation())
     assert (answer.by, answer.topic) == ("faq", entry)
+
+
+# Words of the field that no entry explains (the interrupt's signal, the checkers' daemon
+# thread, the kit's speedups): "not sure", never ELIZA's "Why do you ask".
+@pytest.mark.parametrize(
+    "message",
+    [
+        "what is sigint",
+        "what is a daemon thread",
+        "what is a semaphore",
+        "what is orjson",
+        "what is picows",
+        "what is a pytest fixture",
+        "what is a deadlock",
+        "what is a callback",
+    ],
+)
+async def test_words_of_the_field_without_an_entry_never_go_to_eliza(
+    brain: AssistantBrain, message: str
+) -> None:
+    assert brain.answer(message, Conversation()).by in ("faq", "not sure")
 
 
 async def test_a_question_without_words_of_the_field_is_answered_when_one_entry_leads(

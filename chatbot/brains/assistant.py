@@ -90,7 +90,7 @@ _FIELD = """
     docker workshop exercise checker sync handler fsync disconnect reconnect cancel healthz
     readyz keepalive origin auth authentication oauth login jwt tls ssl certificate cookie cors
     uvloop trio anyio request sleep tcp p50 p99 percentile flask django fastapi postgres kotlin
-    pip javascript node colab user
+    pip javascript node colab user sigint daemon semaphore deadlock fixture orjson picows callback
     kubernetes k8s endpoint metrics prometheus grafana devtools wscat windows linux macos wsl
     compression deflate warning runtimewarning 1001 1002 1003 1006 1007 1008 1009 1010 1011
     """
