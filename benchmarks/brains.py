@@ -208,6 +208,23 @@ def machine_speed(number: int = 10_000, repeat: int = 5) -> float:
     return round(best / number * 1e6, 1)
 
 
+def machine_jitter(times: int = 5_000) -> float:
+    """How much this machine alone spreads a fixed piece of work: ``sum(range(6000))`` (about
+    a typical reply's CPU time) timed ``times`` times as a reply is, its p99 over its median.
+
+    On a quiet machine it is close to 1. On a shared one, the same work costs more now and then
+    (other tenants, interrupts, caches), and every brain's p99 grows by as much: this says how
+    much of a p99 is the machine's.
+    """
+    values = []
+    for _ in range(times):
+        start = time.thread_time_ns()
+        sum(range(6000))
+        values.append(time.thread_time_ns() - start)
+    values.sort()
+    return round(_percentile(values, 0.99) / statistics.median(values), 2)
+
+
 def _percentile(sorted_values: Sequence[int], fraction: float) -> int:
     """The nearest-rank percentile of sorted values."""
     index = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
@@ -261,7 +278,9 @@ async def measure(
     Returns:
         The CPU time of whole replies (``replies``, ``median_us``, ``p99_us``, ``max_us``), the
         same up to the first chunk (``first_chunk``), in wall-clock time (``wall_clock``) and
-        per corpus (``corpora``), and the ``slowest`` messages (their median CPU time).
+        per corpus (``corpora``), the ``slowest`` messages (their median CPU time), and the
+        p99 of each message's median (``per_message_p99_us``: None unless some message was
+        answered three times).
     """
     for messages in corpora.values():  # one unmeasured pass: caches, first-use imports
         conversation = Conversation()
@@ -288,8 +307,12 @@ async def measure(
             if count >= replies:
                 break
     slowest = sorted(per_message.items(), key=lambda item: -statistics.median(item[1]))[:5]
+    # Each message's own cost, the median of its replies (messages replayed 3 times or more):
+    # their p99 is the brain's, with the moments the machine was slower taken out.
+    medians = sorted(int(statistics.median(v)) for v in per_message.values() if len(v) >= 3)
     return {
         **_figures([t for values in times.values() for t in values]),
+        "per_message_p99_us": round(_percentile(medians, 0.99) / 1000, 1) if medians else None,
         "first_chunk": _figures(firsts),
         "wall_clock": _figures(walls),
         "corpora": {name: _figures(values) for name, values in times.items()},
@@ -343,11 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpora = long_messages() if args.long else corpus()
     results: dict[str, Any] = {}
     speed = machine_speed(1_000, 3) if args.smoke else machine_speed()
+    jitter = machine_jitter(500) if args.smoke else machine_jitter()
     print(f"this machine: sum(range(1000)) in {speed} µs (python -m timeit)")
-    print("CPU microseconds per reply (thread time); first chunk = the brain's thinking")
+    print(f"its spread: a fixed piece of work timed again and again has a p99 {jitter}x its median")
+    print("CPU microseconds per reply (thread time); first chunk = the brain's thinking;")
+    print("msg p99 = the p99 of each message's median: the brain's own, without the spread")
     print(
         f"{'brain':<10} {'replies':>8} {'median':>8} {'p99':>8} {'max':>8}"
-        f" {'1st chunk p50':>14} {'p99':>6} {'wall p99':>9}"
+        f" {'1st chunk p50':>14} {'p99':>6} {'wall p99':>9} {'msg p99':>8}"
     )
     for name in names:
         brain = load_brain(name)  # loads its data here, outside the timed loop
@@ -362,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name:<10} {figures['replies']:>8} {figures['median_us']:>8} "
             f"{figures['p99_us']:>8} {figures['max_us']:>8}"
             f" {figures['first_chunk']['median_us']:>14} {figures['first_chunk']['p99_us']:>6}"
-            f" {figures['wall_clock']['p99_us']:>9}"
+            f" {figures['wall_clock']['p99_us']:>9} {figures['per_message_p99_us'] or '-':>8}"
         )
     report = {
         "schema": SCHEMA,
@@ -375,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "sum_range_1000_us": speed,
+            "fixed_work_p99_over_median": jitter,
         },
         "corpora": {name: len(messages) for name, messages in corpora.items()},
         "limits": {"replies": replies, "seconds": seconds},

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chatbot import Conversation, RulesBrain
-from chatbot.brains.base import NoAnswer, reply_text
+from chatbot.brains.base import NoAnswer, load_brain, reply_text
 from chatbot.brains.faq import KnowledgeBase
 from chatbot.brains.rules import DEFAULT_RULES
 
@@ -102,6 +102,21 @@ def test_smoke_measures_every_shipped_brain_but_llm(smoke: dict[str, Any]) -> No
     speed = report["machine"]["sum_range_1000_us"]
     assert speed > 0
     assert f"sum(range(1000)) in {speed} µs" in smoke["stdout"]
+    # And how much it spread a fixed piece of work: a p99 is never under its median.
+    jitter = report["machine"]["fixed_work_p99_over_median"]
+    assert jitter >= 1.0
+    assert f"has a p99 {jitter}x its median" in smoke["stdout"]
+    # 300 replies replay no message three times: no per-message figure, and the table says so.
+    assert all(figures["per_message_p99_us"] is None for figures in report["brains"].values())
+
+
+async def test_per_message_p99_is_the_p99_of_each_message_s_median(benchmark: ModuleType) -> None:
+    corpora = {"chat": ["hello", "what is a coroutine", "I feel stuck"]}
+    figures = await benchmark.measure(load_brain("assistant"), corpora, replies=30, seconds=30)
+    assert figures["replies"] == 30  # each message answered ten times
+    # The costliest message's median: no more than its slowest reply, no less than the fastest.
+    assert 0 < figures["per_message_p99_us"] <= figures["max_us"]
+    assert figures["per_message_p99_us"] >= figures["slowest"][-1]["median_us"]
 
 
 def test_long_messages_are_as_long_as_the_server_accepts(benchmark: ModuleType) -> None:
