@@ -337,6 +337,41 @@ async def test_the_course_s_basic_terms_have_their_entries(
     assert (answer.by, answer.topic) == ("faq", entry)
 
 
+# Names in a room (notebook 05): "how do i change my name" got the entry on how the package is
+# made from the notebooks.
+@pytest.mark.parametrize(
+    "message",
+    [
+        "how do i change my name",
+        "how do i set my name",
+        "why am i called guest-3",
+        "error bad_name",
+    ],
+)
+async def test_questions_about_names_get_the_names_entry(
+    brain: AssistantBrain, message: str
+) -> None:
+    answer = brain.answer(message, Conversation())
+    assert (answer.by, answer.topic) == ("faq", "How do names work in a room?")
+
+
+# The stored messages (notebook 04): "how do i open the sqlite file" got the entry on Redis,
+# "how do i read the database" the one on store_failed.
+@pytest.mark.parametrize(
+    "message",
+    [
+        "how do i open the sqlite file",
+        "how do i read the database",
+        "which file has the chat history",
+    ],
+)
+async def test_questions_about_the_stored_messages_get_their_entry(
+    brain: AssistantBrain, message: str
+) -> None:
+    answer = brain.answer(message, Conversation())
+    assert (answer.by, answer.topic) == ("faq", "Where are the messages stored?")
+
+
 # Words of the field that no entry explains (the interrupt's signal, the checkers' daemon
 # thread, the kit's speedups): "not sure", never ELIZA's "Why do you ask".
 @pytest.mark.parametrize(
