@@ -372,6 +372,23 @@ async def test_questions_about_the_stored_messages_get_their_entry(
     assert (answer.by, answer.topic) == ("faq", "Where are the messages stored?")
 
 
+# The first error on a fresh laptop: a package the kernel's Python does not have.
+@pytest.mark.parametrize(
+    "message",
+    [
+        "ModuleNotFoundError: No module named 'websockets'",
+        "no module named chatbot",
+        "i installed websockets but jupyter says no module",
+    ],
+)
+async def test_a_missing_module_gets_its_entry(brain: AssistantBrain, message: str) -> None:
+    answer = brain.answer(message, Conversation())
+    assert (answer.by, answer.topic) == (
+        "faq",
+        'What does "ModuleNotFoundError: No module named" mean?',
+    )
+
+
 # Words of the field that no entry explains (the interrupt's signal, the checkers' daemon
 # thread, the kit's speedups): "not sure", never ELIZA's "Why do you ask".
 @pytest.mark.parametrize(
@@ -385,6 +402,7 @@ async def test_questions_about_the_stored_messages_get_their_entry(
         "what is a pytest fixture",
         "what is a deadlock",
         "what is a callback",
+        "PermissionError: [Errno 13] Permission denied",
     ],
 )
 async def test_words_of_the_field_without_an_entry_never_go_to_eliza(
@@ -496,6 +514,10 @@ def test_in_domain_knows_the_field_s_words() -> None:
     assert in_domain("what is to_thread")
     assert in_domain("my p99 is 300 ms")
     assert not in_domain("my sister makes fun of me")
+    # A pasted exception is the field's, whatever its name.
+    assert in_domain("PermissionError: [Errno 13] Permission denied")
+    assert in_domain("BrokenPipeError")
+    assert not in_domain("my terror of spiders")
 
 
 def test_sentence_case_keeps_the_user_s_spelling() -> None:

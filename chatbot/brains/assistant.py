@@ -185,11 +185,17 @@ def follow_up(message: str) -> Literal["example", "why", "more"] | None:
 
 
 def in_domain(message: str) -> bool:
-    """Whether ``message`` has a word of the field, an identifier or a call (``queue.get()``)."""
+    """Whether ``message`` has a word of the field, an identifier, a call (``queue.get()``) or
+    the name of an exception (a pasted ``PermissionError: [Errno 13] Permission denied``)."""
     words = word_set(message)
     if not FIELD_WORDS.isdisjoint(words) or ("(" in message and _CALL.search(message)):
         return True
-    return "_" in message and any("_" in word for word in words)  # "to_thread"
+    if "_" in message and any("_" in word for word in words):  # "to_thread"
+        return True
+    return _RAISED.search(message) is not None
+
+
+_RAISED = re.compile(r"[a-z](Error|Exception|Warning)\b")  # "KeyError", not "terror"
 
 
 # %% notebooks/03_response-generation.ipynb, code cell 165 (id sentence-case-code)
