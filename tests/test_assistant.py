@@ -389,6 +389,26 @@ async def test_a_missing_module_gets_its_entry(brain: AssistantBrain, message: s
     )
 
 
+# What a room asks about the workshop itself: "how long does the workshop take" got timeouts,
+# "how do i get the original notebook back" the origin check ("original" stems to "origin").
+@pytest.mark.parametrize(
+    ("message", "entry"),
+    [
+        ("how long does the workshop take", "What does this workshop cover?"),
+        ("can i skip notebook 4", "What does this workshop cover?"),
+        ("how do i reset a notebook", "How do I get a notebook back as it was?"),
+        ("how do i get the original notebook back", "How do I get a notebook back as it was?"),
+        ("i broke my notebook how do i start over", "How do I get a notebook back as it was?"),
+        ("can i use python 3.13", "How do I run the workshop?"),
+    ],
+)
+async def test_questions_about_the_workshop_itself(
+    brain: AssistantBrain, message: str, entry: str
+) -> None:
+    answer = brain.answer(message, Conversation())
+    assert (answer.by, answer.topic) == ("faq", entry)
+
+
 # Words of the field that no entry explains (the interrupt's signal, the checkers' daemon
 # thread, the kit's speedups): "not sure", never ELIZA's "Why do you ask".
 @pytest.mark.parametrize(
