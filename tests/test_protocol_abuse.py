@@ -251,16 +251,23 @@ async def test_the_page_shows_someone_with_your_name_as_someone_else() -> None:
 HISTORY_TEXT = "é" * 4000  # the longest message allowed: 8,000 bytes in UTF-8
 
 
-async def big_room(path: Path, count: int = 200) -> Store:
+async def big_room(path: Path, count: int = 200, text: str = HISTORY_TEXT) -> Store:
     store = await Store.open(path)
     for _ in range(count):
-        await store.append("room:lobby", "user", "Ada", HISTORY_TEXT)
+        await store.append("room:lobby", "user", "Ada", text)
     return store
 
 
-async def test_history_comes_in_pages_of_bounded_bytes(tmp_path: Path) -> None:
+# The longest messages in their costliest shapes in a frame: two bytes a character in UTF-8, and
+# two in JSON (a quote, a backslash, a line break each travel escaped: the budget once counted
+# only UTF-8, and 200 messages of quotes made one page of 250,524 bytes).
+COSTLY_TEXTS = [HISTORY_TEXT, '"' * 4000, 'a\\"\n' * 1000]
+
+
+@pytest.mark.parametrize("text", COSTLY_TEXTS, ids=["utf-8", "quotes", "escapes"])
+async def test_history_comes_in_pages_of_bounded_bytes(tmp_path: Path, text: str) -> None:
     async with (
-        await big_room(tmp_path / "chat.sqlite3") as store,
+        await big_room(tmp_path / "chat.sqlite3", text=text) as store,
         serve(port=0, store=store) as server,
         json_client(server.url) as ws,  # websockets' default max_size: 1 MiB
     ):
@@ -282,6 +289,16 @@ async def test_history_comes_in_pages_of_bounded_bytes(tmp_path: Path) -> None:
         assert all(len(frame.encode()) <= Limits().history_page_bytes for frame in frames)
         seqs = [m["seq"] for frame in reversed(frames) for m in json.loads(frame)["messages"]]
         assert seqs == list(range(1, 201))
+        assert all(m["text"] == text for frame in frames for m in json.loads(frame)["messages"])
+
+
+@pytest.mark.parametrize(
+    "text", ["", "plain", "é€😀", '"\\', "\n\r\t\b\f", "\x00\x01\x1f\x7f", '\u2028 a"b']
+)
+def test_the_history_budget_counts_a_text_as_its_frame_does(text: str) -> None:
+    from chatbot.server.hub import Hub
+
+    assert Hub._json_bytes(text) == len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
 async def test_a_client_that_asks_for_history_and_never_reads_is_dropped_by_bytes(

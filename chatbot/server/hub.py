@@ -867,7 +867,7 @@ class Hub:
         private = channel.room is None  # every user message of a private chat is its own
         page: list[dict[str, Any]] = []
         for m in reversed(messages):
-            budget -= len(m.text.encode()) + len(m.author.encode()) + 100  # and its JSON
+            budget -= self._json_bytes(m.text) + self._json_bytes(m.author) + 100  # and keys
             if page and budget < 0:
                 break  # at least one message per page, however long
             entry = {"seq": m.seq, "role": m.role, "author": m.author, "text": m.text}
@@ -878,6 +878,16 @@ class Hub:
         page.reverse()
         more = len(page) < len(messages)
         return protocol.history(channel.id, page, channel.room, more=more, before=before)
+
+    @staticmethod
+    def _json_bytes(text: str) -> int:
+        # What ``text`` takes in a frame: its UTF-8 bytes and its JSON escapes. A quote, a
+        # backslash or a line break takes 2 bytes ("\n"); another control character 6 ("\u0001").
+        raw = text.encode()
+        escaped = sum(map(raw.count, (b'"', b"\\", b"\n", b"\r", b"\t", b"\b", b"\f")))
+        controls = len(raw) - len(raw.translate(None, bytes(range(32))))  # \n, \t... included
+        short = escaped - raw.count(b'"') - raw.count(b"\\")  # the controls escaped in 2 bytes
+        return len(raw) + escaped + 5 * (controls - short)
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 79 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
