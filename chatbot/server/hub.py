@@ -881,13 +881,8 @@ class Hub:
 
     @staticmethod
     def _json_bytes(text: str) -> int:
-        # What ``text`` takes in a frame: its UTF-8 bytes and its JSON escapes. A quote, a
-        # backslash or a line break takes 2 bytes ("\n"); another control character 6 ("\u0001").
-        raw = text.encode()
-        escaped = sum(map(raw.count, (b'"', b"\\", b"\n", b"\r", b"\t", b"\b", b"\f")))
-        controls = len(raw) - len(raw.translate(None, bytes(range(32))))  # \n, \t... included
-        short = escaped - raw.count(b'"') - raw.count(b"\\")  # the controls escaped in 2 bytes
-        return len(raw) + escaped + 5 * (controls - short)
+        # What ``text`` takes in a frame, JSON escapes included (a quote travels as 2 bytes).
+        return len(json.dumps(text, ensure_ascii=False).encode()) - 2  # without the quotes
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 79 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
