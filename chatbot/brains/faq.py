@@ -632,6 +632,7 @@ class KnowledgeBase:
         phrasings = [[entry.question, *entry.phrasings] for entry in self._entries]
         self._letter_idf, self._profiles = _letter_profiles(phrasings)
         self._weighed: dict[tuple[str, ...], tuple[float, dict[int, float]]] = {}  # _letters
+        self._summed: Summed | None = None  # _scores
         self._yardsticks(documents)
 
     # %% notebooks/03_response-generation.ipynb, code cell 107 (id 1c1834cb)
@@ -768,7 +769,7 @@ class KnowledgeBase:
         scores: list[float],
         possible: float,
         limit: int,
-        found: set[str],
+        found: frozenset[str],
         text: tuple[str, str],
     ) -> list[Match]:
         # The best few by BM25; each grows by the share of the question's words that one of its
@@ -784,7 +785,7 @@ class KnowledgeBase:
         }
         # Then the first few grow with their letters' likeness, unless a phrasing has exactly
         # the question's words, or BM25's best is too weak a match for letters to matter.
-        skip = len(best) < 2 or frozenset(found) in self._exact
+        skip = len(best) < 2 or found in self._exact
         skip = skip or scores[best[0]] < LETTERS_FROM * possible
         letters = [] if skip else self._letters(*text)  # text: the question and its context
         alike = {index: self._likeness(letters, index) for index in best[:RERANKED] if letters}
@@ -798,7 +799,7 @@ class KnowledgeBase:
         ]
 
     # %% notebooks/03_response-generation.ipynb, code cell 114 (id held-code)
-    def _held(self, index: int, found: set[str]) -> int:
+    def _held(self, index: int, found: frozenset[str]) -> int:
         """The most words of ``found`` that one phrasing of entry ``index`` has."""
         where = self._where[index]
         masks = [where[word] for word in found if word in where]
@@ -827,7 +828,33 @@ class KnowledgeBase:
                 held |= 1 << k
         return held
 
-    # %% notebooks/03_response-generation.ipynb, code cell 115 (id 743586e1)
+    # %% notebooks/03_response-generation.ipynb, code cell 115 (id scores-code)
+    def _scores(
+        self, asked: frozenset[str], guess: bool
+    ) -> tuple[list[float], float, frozenset[str]]:
+        """Each entry's score for the words ``asked``, the most they could score, and the indexed
+        words they are (a guessed word in place of the typo)."""
+        # A follow-up is searched twice, alone and with its topic's words: the second search
+        # starts from the sums of the first, kept with the words they are for.
+        summed = self._summed
+        if summed is not None and summed[0] == asked and summed[1] == guess:
+            return summed[2].copy(), summed[3], summed[4]
+        scores = [0.0] * len(self._entries)  # by entry
+        possible, found = 0.0, set()
+        for word in asked:
+            known = self._known(word, guess)
+            if known is None:
+                possible += self._unknown
+                continue
+            found.add(known)
+            possible += self._best[known]
+            factor = 1.0 if known == word else TYPO_WEIGHT  # a guess counts for less
+            for index, weight in self._postings[known]:
+                scores[index] += factor * weight
+        self._summed = (asked, guess, scores.copy(), possible, frozenset(found))
+        return scores, possible, self._summed[4]
+
+    # %% notebooks/03_response-generation.ipynb, code cell 116 (id 743586e1)
     def search(self, question: str, limit: int = 3, *, context: str = "") -> list[Match]:
         """Find the entries that best match ``question``, best first.
 
@@ -848,26 +875,21 @@ class KnowledgeBase:
         if limit < 1:
             raise ValueError(f"limit must be 1 or more, got {limit}")
         asked = word_set(question)  # a word asked twice counts once
-        weighted = [(word, 1.0) for word in asked]
-        weighted += [(word, CONTEXT_WEIGHT) for word in word_set(context) - asked]
-        scores = [0.0] * len(self._entries)  # by entry
-        possible, found = 0.0, set()  # found: the indexed words the question itself has
-        guess = sum(word not in self._postings for word, _ in weighted) <= MAX_GUESSES
-        for word, factor in weighted:
+        more = word_set(context) - asked
+        unknown = sum(word not in self._postings for word in itertools.chain(asked, more))
+        scores, possible, found = self._scores(asked, guess := unknown <= MAX_GUESSES)
+        for word in more:  # the context's words, each CONTEXT_WEIGHT of a question's word
             known = self._known(word, guess)
             if known is None:
-                possible += factor * self._unknown
+                possible += CONTEXT_WEIGHT * self._unknown
                 continue
-            if word in asked:
-                found.add(known)
-            possible += factor * self._best[known]
-            if known != word:
-                factor *= TYPO_WEIGHT  # a guess counts for less than a word typed right
+            possible += CONTEXT_WEIGHT * self._best[known]
+            factor = CONTEXT_WEIGHT * (1.0 if known == word else TYPO_WEIGHT)
             for index, weight in self._postings[known]:
                 scores[index] += factor * weight
         return self._ranked(scores, possible, limit, found, (question, context))
 
-    # %% notebooks/03_response-generation.ipynb, code cell 118 (id then-code)
+    # %% notebooks/03_response-generation.ipynb, code cell 119 (id then-code)
     def follow_on(self, topic: Entry, message: str) -> Entry | None:
         """The entry that answers ``message`` after ``topic``, by ``topic``'s ``Then:`` lines.
 
@@ -893,7 +915,7 @@ class KnowledgeBase:
         # A word's most in any entry; a word no entry has, its weight as a word of none.
         return self._best.get(word, self._unknown)
 
-    # %% notebooks/03_response-generation.ipynb, code cell 123 (id quote-class)
+    # %% notebooks/03_response-generation.ipynb, code cell 124 (id quote-class)
     def quoting(self, message: str) -> Entry | None:
         """The entry whose heading quotes an error that ``message`` contains (the longest quote
         wins), or None."""
@@ -916,6 +938,9 @@ TYPO_WEIGHT = 0.6  # what a word one typo away counts, next to the word typed ri
 # each guess is a dozen look-ups, and a long message must not cost milliseconds.
 MAX_GUESSES = 8
 _TYPO_MIN = 5  # shorter words have too many neighbours one letter away to guess which was meant
+Summed = tuple[frozenset[str], bool, list[float], float, frozenset[str]]
+"""The words of the last question searched, whether typos were guessed, and what they summed to
+(see ``KnowledgeBase._scores``)."""
 
 
 def _deletions(word: str) -> set[str]:
@@ -932,13 +957,13 @@ def _misspellings(postings: dict[str, list[tuple[int, float]]]) -> dict[str, str
     return near
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 117 (id then-const)
+# %% notebooks/03_response-generation.ipynb, code cell 118 (id then-const)
 # How alike a message and a topic's `Then:` line must be for follow_on, from 0 to 1: the weight of
 # the words both have over the weight of the words either has.
 THEN_THRESHOLD = 0.4
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 120 (id c1e2eeb8)
+# %% notebooks/03_response-generation.ipynb, code cell 121 (id c1e2eeb8)
 DEFAULT_THRESHOLD = 0.5
 """The lowest confidence :class:`FaqBrain` answers with; below it, it hands over.
 
@@ -967,7 +992,7 @@ def answer_chunks(answer: str) -> tuple[str, ...]:
     return tuple(chunks)
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 121 (id e5817fe9)
+# %% notebooks/03_response-generation.ipynb, code cell 122 (id e5817fe9)
 # The line that names an error: "RuntimeError: ...", "websockets.exceptions.ConnectionClosedOK:
 # ...", "RuntimeWarning: ...". In a pasted traceback it is the last one that says what happened.
 _ERROR = re.compile(r"(?:\b[\w.]*\.)?\b[A-Z]\w*(?:Error|Exception|Warning|Closed\w*|Exit)\b:?")
@@ -994,7 +1019,7 @@ def focus(message: str) -> str:
     return tail[errors[-1].start() :].strip()
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 122 (id quote-code)
+# %% notebooks/03_response-generation.ipynb, code cell 123 (id quote-code)
 # A quote in a heading: 'What does "address already in use" mean?'
 _QUOTE = re.compile(r'"([^"]+)"')
 
@@ -1004,7 +1029,7 @@ def _plain(text: str) -> str:
     return " ".join(text.casefold().replace("'", "").replace("\u2019", "").split())
 
 
-# %% notebooks/03_response-generation.ipynb, code cell 125 (id b4429a65)
+# %% notebooks/03_response-generation.ipynb, code cell 126 (id b4429a65)
 @lru_cache(maxsize=1)  # one parsed copy for every brain: a KnowledgeBase never changes
 def _shipped() -> KnowledgeBase:
     return KnowledgeBase.load()
@@ -1041,7 +1066,7 @@ class FaqBrain(Brain):
     def __repr__(self) -> str:
         return f"<FaqBrain: {len(self.knowledge)} entries, threshold {self.threshold}>"
 
-    # %% notebooks/03_response-generation.ipynb, code cell 126 (id 152f0e5a)
+    # %% notebooks/03_response-generation.ipynb, code cell 127 (id 152f0e5a)
     def best(self, message: str) -> Match | None:
         """The best match for ``message`` if its confidence reaches the threshold, else None."""
         question = focus(message)
