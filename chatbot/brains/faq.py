@@ -832,13 +832,13 @@ class KnowledgeBase:
     def _scores(
         self, asked: frozenset[str], guess: bool
     ) -> tuple[list[float], float, frozenset[str]]:
-        """Each entry's score for the words ``asked``, the most they could score, and the indexed
-        words they are (a guessed word in place of the typo)."""
+        """Each entry's score for the words ``asked`` (not to be changed: copy it), the most
+        they could score, and the indexed words they are (a guessed word in place of the typo)."""
         # A follow-up is searched twice, alone and with its topic's words: the second search
         # starts from the sums of the first, kept with the words they are for.
         summed = self._summed
         if summed is not None and summed[0] == asked and summed[1] == guess:
-            return summed[2].copy(), summed[3], summed[4]
+            return summed[2], summed[3], summed[4]
         scores = [0.0] * len(self._entries)  # by entry
         possible, found = 0.0, set()
         for word in asked:
@@ -851,7 +851,7 @@ class KnowledgeBase:
             factor = 1.0 if known == word else TYPO_WEIGHT  # a guess counts for less
             for index, weight in self._postings[known]:
                 scores[index] += factor * weight
-        self._summed = (asked, guess, scores.copy(), possible, frozenset(found))
+        self._summed = (asked, guess, scores, possible, frozenset(found))
         return scores, possible, self._summed[4]
 
     # %% notebooks/03_response-generation.ipynb, code cell 116 (id 743586e1)
@@ -878,6 +878,8 @@ class KnowledgeBase:
         more = word_set(context) - asked
         unknown = sum(word not in self._postings for word in itertools.chain(asked, more))
         scores, possible, found = self._scores(asked, guess := unknown <= MAX_GUESSES)
+        if more:
+            scores = scores.copy()  # the question's own sums are kept for its next search
         for word in more:  # the context's words, each CONTEXT_WEIGHT of a question's word
             known = self._known(word, guess)
             if known is None:
