@@ -179,6 +179,53 @@ def test_the_solution_passes_the_exercise_checker(path: Path, number: int) -> No
     assert "Not yet" in "".join(output.get("text", "") for output in stored)
 
 
+# A learner's entry for notebook 03's exercise 12.3, not the solution's: it answers the four
+# queue questions, and moves development questions that sat on a threshold to other entries
+# (adding an entry changes every word's idf), none to itself.
+LEARNERS_QUEUE_ENTRY = """
+## How do I hand work between tasks with a queue?
+Also: asyncio.Queue example
+Also: producer consumer queue
+Also: my consumer waits forever on get
+Also: worker tasks reading from a queue
+
+`asyncio.Queue`: put in one task, get in another; get waits while the queue is empty.
+"""
+
+
+@pytest.mark.notebooks
+def test_the_knowledge_exercise_holds_against_an_entry_only_what_it_takes() -> None:
+    path = ROOT / "notebooks" / "03_response-generation.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    cells = notebook.cells
+    learner = next(n for n, c in enumerate(cells) if "QUEUE_QUESTIONS = [" in c.source)
+    checker = next(n for n, c in enumerate(cells) if n > learner and "Well done" in c.source)
+    define = "def course_entries() -> str:\n    return {!r}\n"
+    cells[learner].source += "\n\n\n" + define.format(LEARNERS_QUEUE_ENTRY)
+    # Then an entry that takes development questions for itself, checked the same way.
+    greedy = LEARNERS_QUEUE_ENTRY.replace(
+        "Also: asyncio.Queue example", "Also: minimal websocket server python"
+    )
+    again = nbformat.v4.new_code_cell(cells[checker].source)
+    greedy_cell = nbformat.v4.new_code_cell(define.format(greedy))
+    notebook.cells = [*cells[: checker + 1], greedy_cell, again]
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    printed = "".join(output.get("text", "") for output in cells[checker].outputs)
+    assert "queue questions: 4 of 4 answered from your entry" in printed, printed
+    # Questions moved to other entries: the checker says so, and the entry still passes.
+    assert re.search(r"\(\d+ other development question\(s\) changed answer", printed), printed
+    assert "Well done" in printed, printed
+    printed = "".join(output.get("text", "") for output in again.outputs)
+    assert "Not yet" in printed, printed
+    assert "  your entry took 'minimal websocket server python'" in printed, printed
+
+
 def _sections(path: Path) -> dict[int, tuple[int, int]]:
     """Each numbered section ("## 3. ...") of a notebook: its first and last code cell, counted
     from 1 as JupyterLab shows them after Run All; a section ends where the next "## " begins."""
