@@ -293,6 +293,26 @@ async def test_history_comes_in_pages_of_bounded_bytes(tmp_path: Path, text: str
         assert all(m["text"] == text for frame in frames for m in json.loads(frame)["messages"])
 
 
+async def test_history_pages_reach_the_first_message_of_a_long_room(tmp_path: Path) -> None:
+    # A page holds at most 200 messages; asking for the page before the oldest one shown goes
+    # on to the room's first message, however long the room is (it stopped at the last 200).
+    async with (
+        await big_room(tmp_path / "chat.sqlite3", count=450, text="hello") as store,
+        serve(port=0, store=store) as server,
+        json_client(server.url) as ws,
+    ):
+        await ws.send(ROOM)
+        pages = [await ws.expect("history", more=True)]
+        await ws.expect("presence", event="join")
+        while pages[-1].get("more"):
+            await ws.send({"type": "history", "before": pages[-1]["messages"][0]["seq"]})
+            pages.append(await ws.expect("history"))
+            assert len(pages) <= 3
+        assert [len(page["messages"]) for page in pages] == [200, 200, 50]
+        seqs = [m["seq"] for page in reversed(pages) for m in page["messages"]]
+        assert seqs == list(range(1, 451))
+
+
 @pytest.mark.parametrize(
     "text", ["", "plain", "é€😀", '"\\', "\n\r\t\b\f", "\x00\x01\x1f\x7f", '\u2028 a"b']
 )

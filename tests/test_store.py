@@ -100,6 +100,23 @@ async def test_history_limit_returns_the_newest_oldest_first(open_store: OpenSto
         assert str(info.value) == "limit must be 0 or more messages, got -1"
 
 
+async def test_history_before_a_seq_pages_back_to_the_first_message(open_store: OpenStore) -> None:
+    async with await open_store() as store:
+        for i in range(10):
+            await store.append("c", "user", "Ada", f"m{i}")
+        await store.append("other", "user", "Bob", "not in c")
+        page = await store.history("c", limit=3, before=8)
+        assert [(m.seq, m.text) for m in page] == [(5, "m4"), (6, "m5"), (7, "m6")]
+        assert [m.seq for m in await store.history("c", limit=3, before=3)] == [1, 2]
+        assert await store.history("c", before=1) == []
+        assert len(await store.history("c", before=1000)) == 10  # a seq past the end: all
+        assert await store.history("c", limit=0, before=5) == []
+        for before in (0, -1):
+            with pytest.raises(ValueError) as info:
+                await store.history("c", before=before)
+            assert str(info.value) == f"before must be a seq (1 or more), got {before}"
+
+
 async def test_history_sees_writes_submitted_before_it(open_store: OpenStore) -> None:
     async with await open_store() as store:
         # Neither awaited before the other starts: the queue order decides, and it is call order.

@@ -859,10 +859,11 @@ class Hub:
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 57 (id c61d)
     async def _history(self, client: Client, channel: Channel, before: int | None = None) -> str:
-        # The latest messages (before ``before``) that fit in one page of bytes, oldest first.
-        messages = await self.store.history(channel.id, limit=HISTORY_TURNS)
-        if before is not None:
-            messages = [m for m in messages if m.seq < before]
+        # The latest messages (before ``before``) that fit in one page of bytes, oldest first:
+        # at most HISTORY_TURNS, and one more read tells whether earlier ones exist.
+        messages = await self.store.history(channel.id, limit=HISTORY_TURNS + 1, before=before)
+        if earlier := len(messages) > HISTORY_TURNS:
+            del messages[0]
         budget = self.limits.history_page_bytes - 500
         private = channel.room is None  # every user message of a private chat is its own
         page: list[dict[str, Any]] = []
@@ -876,7 +877,7 @@ class Hub:
                 entry["mine"] = True
             page.append(entry)
         page.reverse()
-        more = len(page) < len(messages)
+        more = earlier or len(page) < len(messages)
         return protocol.history(channel.id, page, channel.room, more=more, before=before)
 
     @staticmethod

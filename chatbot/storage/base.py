@@ -113,7 +113,9 @@ class Storage(Protocol):
         self, conversation: str, role: str, author: str, text: str, status: str = "complete"
     ) -> StoredMessage: ...
 
-    async def history(self, conversation: str, *, limit: int = 200) -> list[StoredMessage]: ...
+    async def history(
+        self, conversation: str, *, limit: int = 200, before: int | None = None
+    ) -> list[StoredMessage]: ...
 
     async def save_session(
         self,

@@ -336,17 +336,20 @@ class RedisStore:
             lambda seq: StoredMessage(conversation, int(seq), role, author, text, status, now),
         )
 
-    async def history(self, conversation: str, *, limit: int = 200) -> list[StoredMessage]:
-        """Return the newest ``limit`` messages of a conversation, oldest first."""
+    async def history(
+        self, conversation: str, *, limit: int = 200, before: int | None = None
+    ) -> list[StoredMessage]:
+        """The newest ``limit`` messages (those with a ``seq`` below ``before``), oldest first."""
         if limit < 0:
             raise ValueError(f"limit must be 0 or more messages, got {limit!r}")
+        if before is not None and before < 1:
+            raise ValueError(f"before must be a seq (1 or more), got {before!r}")
         key = self._key("messages", conversation)
+        last = "+" if before is None else f"0-{before - 1}"  # an entry's id is 0-seq
         return await self._submit(
             # COUNT 0 would mean "no limit" to some Redis versions: ask for one, keep none.
-            lambda pipe: pipe.xrevrange(key, count=max(limit, 1)),
-            lambda entries: (
-                [_message(conversation, *entry) for entry in reversed(entries)] if limit else []
-            ),
+            lambda pipe: pipe.xrevrange(key, max=last, count=max(limit, 1)),
+            lambda found: [_message(conversation, *e) for e in reversed(found)] if limit else [],
         )
 
     # %% notebooks/08_scale-out.ipynb, code cell 27 (id ed5edb34)

@@ -236,19 +236,25 @@ class Store:
             self._counted[conversation] = stored.seq
 
     # %% notebooks/04_many-clients.ipynb, code cell 19 (id c25)
-    async def history(self, conversation: str, *, limit: int = 200) -> list[StoredMessage]:
-        """Return the newest ``limit`` messages of a conversation, oldest first.
+    async def history(
+        self, conversation: str, *, limit: int = 200, before: int | None = None
+    ) -> list[StoredMessage]:
+        """Return the newest ``limit`` messages of a conversation, oldest first; with
+        ``before``, the newest of those whose ``seq`` is less (the page before it).
 
         It sees every write submitted before it, even one not awaited yet.
 
         Raises:
-            ValueError: ``limit`` is negative.
+            ValueError: ``limit`` is negative, or ``before`` is less than 1.
             StoreError: the store is closed, or the read failed.
         """
         if limit < 0:
             raise ValueError(f"limit must be 0 or more messages, got {limit!r}")
+        if before is not None and before < 1:
+            raise ValueError(f"before must be a seq (1 or more), got {before!r}")
+        last = _LAST_SEQ if before is None else before - 1
         return await self._submit(
-            lambda connection: _select_history(connection, conversation, limit), write=False
+            lambda connection: _select_history(connection, conversation, limit, last), write=False
         )
 
     async def ping(self) -> None:
@@ -783,13 +789,16 @@ def _insert_message(
 
 
 # %% notebooks/04_many-clients.ipynb, code cell 45 (id c62)
+_LAST_SEQ = 2**63 - 1  # SQLite's largest integer: "no seq is after it"
+
+
 def _select_history(
-    connection: sqlite3.Connection, conversation: str, limit: int
+    connection: sqlite3.Connection, conversation: str, limit: int, last: int
 ) -> list[StoredMessage]:
-    rows = connection.execute(
+    rows = connection.execute(  # the primary key's order: no sort, however long the chat
         "SELECT conversation, seq, role, author, text, status, time FROM messages "
-        "WHERE conversation = ? ORDER BY seq DESC LIMIT ?",
-        (conversation, limit),
+        "WHERE conversation = ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
+        (conversation, last, limit),
     ).fetchall()
     return [StoredMessage(*row) for row in reversed(rows)]  # the newest N, oldest first
 
