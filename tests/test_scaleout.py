@@ -209,6 +209,50 @@ async def test_a_crashed_process_stops_counting_once_its_heartbeat_expires(
         await second.close()
 
 
+async def test_a_name_taken_on_one_process_is_taken_on_the_other(redis_url: str) -> None:
+    first, second = two_servers(redis_url)
+    room = f"lab-{secrets.token_hex(4)}"
+    async with first as a, second as b:
+        ada, _ = await join(a.url, room, "Ada")
+        bob, _ = await join(b.url, room, "Bob")
+        async with ada, bob:
+            await send(bob, type="join", room=room, name="ADA", id="j1")
+            error = await expect(bob, "error", id="j1")
+            assert error["code"] == "name_taken", error
+            await send(ada, type="leave")
+            await expect(bob, "presence", event="leave", name="Ada")
+            # Free once its holder has left the room.
+            await send(bob, type="join", room=room, name="ADA", id="j2")
+            async with asyncio.timeout(WAIT):  # first the room hears that Bob left
+                while (frame := json.loads(await bob.recv()))["type"] not in ("history", "error"):
+                    pass
+            assert (frame["type"], frame["room"]) == ("history", room), frame
+
+
+async def test_a_crashed_process_holds_no_name_once_its_heartbeat_expires(
+    redis_url: str, redis_prefix: str
+) -> None:
+    first = await RedisFanout.open(redis_url, prefix=redis_prefix)
+    second = await RedisFanout.open(redis_url, prefix=redis_prefix)
+    try:
+        assert await first.claim("lab", "Ada", "s1")
+        assert await first.claim("lab", "ADA", "s1")  # the same session: another tab
+        assert await second.claim("lab", "ada", "s1")  # the same session, another process
+        assert not await first.claim("lab", "Ada", "s2")
+        await second.release("lab", "Ada", "s1")
+        assert await first.claim("lab", "Ada", "s2")  # free once its holder let go
+        assert not await second.claim("lab", "Ada", "s1")
+        await first.release("lab", "Ada", "s1")  # not the holder: nothing changes
+        assert not await second.claim("lab", "Ada", "s3")
+        # What the end of a crashed process's heartbeat looks like: its key is gone.
+        await second._redis.delete(f"{redis_prefix}process:{first.id}")
+        assert await second.claim("lab", "Ada", "s3")
+        assert await second._redis.hgetall(f"{redis_prefix}names:lab") == {"ada": f"{second.id} s3"}
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_redis_that_does_not_answer_is_a_clear_error() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(StoreError) as info:

@@ -174,7 +174,7 @@ class Outbox:
             with contextlib.suppress(Exception):  # as websockets does: uvloop may raise here
                 transport.write_eof()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 75 (id c90)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 76 (id c90)
     async def _send_all(self, queue: collections.deque[str]) -> None:
         try:
             while queue:
@@ -200,7 +200,7 @@ class Outbox:
         except TimeoutError:
             self.connection.transport.abort()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 76 (id c92)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 77 (id c92)
     async def flush(self) -> None:
         """Wait until everything queued was handed to the connection (at most 5 s)."""
         if self._sender is not None:
@@ -482,7 +482,7 @@ class Channel:
         if len(self.authors) > HISTORY_TURNS:
             del self.authors[next(iter(self.authors))]  # the oldest: history shows no more
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 80 (id c44r)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 81 (id c44r)
     async def _reload(self, seq: int) -> None:
         # Other processes added turns to this conversation (notebook 08): the brain must see
         # them too, up to the message being answered.
@@ -745,20 +745,15 @@ class Hub:
     async def _join(
         self, client: Client, room: str, name: str | None, id: str | None = None
     ) -> None:
-        try:
-            chosen = self._free_name(client, room, name, id)
-        except ProtocolError as exc:
-            self._refuse(client, exc.code, exc.message, exc.id)
+        chosen = await self._take_name(client, room, name, id)
+        if chosen is None:  # refused: the client was told why
             return
-        if chosen is None:  # the session's name is someone else's there now: a guest's name
-            chosen = await self.fanout.guest_name(client.number)
-        self._claim(room, chosen, client.session)  # before any await: nobody can take it now
         what = f"You did not join {room!r}"
         try:  # the write first: if the store fails, the client stays where it was
             await self._keep(client)
             await self.store.save_session(client.session, room=room, name=chosen)
         except StoreError as exc:
-            self._release(room, chosen)
+            await self._let_go(room, chosen, client.session)
             self._store_failed(client, exc, what, "Join again in a moment.", id)
             return
         if client.room is not None:
@@ -768,7 +763,7 @@ class Hub:
             channel = await self._attach(client, f"room:{room}", room, {})
             page = await self._history(client, channel)
         except StoreError as exc:  # a read failed after the write (rare): resume rejoins
-            self._release(room, chosen)
+            await self._let_go(room, chosen, client.session)
             if (joined := self.channels.get(f"room:{room}")) is not None:
                 await self._detach(client, joined)
             self._store_failed(client, exc, what, "You are in no room: join again soon.", id)
@@ -785,7 +780,7 @@ class Hub:
         channel, name = client.room, client.name
         assert channel is not None and channel.room is not None
         client.room = None
-        self._release(channel.room, name)
+        await self._let_go(channel.room, name, client.session)
         members = await self.fanout.members(channel.id, len(channel.audience) - 1)
         room = channel.room
         channel.announce(client, lambda mine: protocol.presence(room, "leave", name, members, mine))
@@ -852,12 +847,44 @@ class Hub:
         holder, tabs = self.names.get((room, name.casefold()), (session, 0))
         self.names[room, name.casefold()] = (holder, tabs + 1)
 
-    def _release(self, room: str, name: str) -> None:
+    def _release(self, room: str, name: str) -> bool:
+        # One tab less holds the name; True when none of this process holds it any more.
         holder, tabs = self.names.pop((room, name.casefold()))
         if tabs > 1:
             self.names[room, name.casefold()] = (holder, tabs - 1)
+        return tabs == 1
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 57 (id c61d)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 57 (id take-name)
+    async def _take_name(
+        self, client: Client, room: str, name: str | None, id: str | None
+    ) -> str | None:
+        """Claim a name for ``client`` in ``room``: the one it asks for, else its own, else a
+        guest's. None if the one it asks for is not allowed or taken (the client is told)."""
+        try:
+            chosen = self._free_name(client, room, name, id)
+        except ProtocolError as exc:
+            self._refuse(client, exc.code, exc.message, exc.id)
+            return None
+        if chosen is None:  # the session's name is someone else's there now: a guest's name
+            chosen = await self.fanout.guest_name(client.number)
+        self._claim(room, chosen, client.session)  # before any await: nobody here can take it
+        # Then in the other processes (notebook 08), where another session may hold it.
+        if await self.fanout.claim(room, chosen, client.session):
+            return chosen
+        self._release(room, chosen)
+        if name is not None:
+            taken = protocol.name_taken(chosen, room, id)
+            self._refuse(client, taken.code, taken.message, taken.id)
+            return None
+        chosen = await self.fanout.guest_name(client.number)  # numbered across processes
+        self._claim(room, chosen, client.session)
+        return chosen
+
+    async def _let_go(self, room: str, name: str, session: str) -> None:
+        if self._release(room, name):  # no client of this process holds it any more
+            await self.fanout.release(room, name, session)
+
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 58 (id c61d)
     async def _history(self, client: Client, channel: Channel, before: int | None = None) -> str:
         # The latest messages (before ``before``) that fit in one page of bytes, oldest first:
         # at most HISTORY_TURNS, and one more read tells whether earlier ones exist.
@@ -885,7 +912,7 @@ class Hub:
         # What ``text`` takes in a frame, JSON escapes included (a quote travels as 2 bytes).
         return len(json.dumps(text, ensure_ascii=False).encode()) - 2  # without the quotes
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 79 (id c62)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 80 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
         # A frame broadcast by another process: to this process's audience, if it has one.
         if (channel := self.channels.get(conversation)) is not None:
@@ -898,7 +925,7 @@ class Hub:
         return channel is not None and channel.stop()
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 58 (id c61p)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 59 (id c61p)
 def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     """Drop ``connection`` as soon as more than ``limit`` bytes wait to be sent on it.
 
@@ -922,7 +949,7 @@ def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 77 (id c46)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 78 (id c46)
 class Fanout:
     """Where a channel's frames go besides its audience in this process: nowhere, by default.
 
@@ -931,7 +958,8 @@ class Fanout:
     processes (:class:`chatbot.storage.redis.RedisFanout`). The hub calls :meth:`subscribe` when a
     conversation gets its first client here, :meth:`unsubscribe` after its last one left,
     :meth:`publish` after each broadcast, :meth:`members` for a room's head count, :meth:`stop`
-    for a Stop that no reply of this process answers, and :meth:`guest_name` for a newcomer.
+    for a Stop that no reply of this process answers, :meth:`guest_name` for a newcomer, and
+    :meth:`claim` and :meth:`release` for a name in a room.
     """
 
     def bind(self, deliver: Callable[[str, str], None], stop: Callable[[str], bool]) -> None:
@@ -948,7 +976,7 @@ class Fanout:
     def publish(self, conversation: str, text: str) -> None:
         """Send a frame to the other processes' audiences of ``conversation``; never waits."""
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 78 (id c47)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 79 (id c47)
     async def members(self, conversation: str, here: int) -> int:
         """Return a room's head count, given its count in this process (``here``)."""
         return here
@@ -960,6 +988,14 @@ class Fanout:
     async def guest_name(self, number: int) -> str:
         """The display name of this server's ``number``-th client until it sets one."""
         return f"guest-{number}"
+
+    async def claim(self, room: str, name: str, session: str) -> bool:
+        """Hold ``name`` in ``room`` for ``session`` in the other processes too: False if a
+        session of another process holds it. (The hub checks its own clients itself.)"""
+        return True
+
+    async def release(self, room: str, name: str, session: str) -> None:
+        """Let go of a name :meth:`claim` held, once no client of this process uses it."""
 
     async def close(self) -> None:
         """Let go of what the fan-out holds (its owner calls it, after the server closed)."""

@@ -684,7 +684,26 @@ class RedisFanout(Fanout):
             except REDIS_DOWN as exc:
                 logger.warning("cannot renew this process's heartbeat in Redis (%s)", exc)
 
-    # %% notebooks/08_scale-out.ipynb, code cell 39 (id 49b386e4)
+    # %% notebooks/08_scale-out.ipynb, code cell 40 (id names-code)
+    async def claim(self, room: str, name: str, session: str) -> bool:
+        key, processes = f"{self._prefix}names:{room}", f"{self._prefix}process:"
+        try:
+            held = await self._redis.eval(
+                CLAIM, 1, key, name.casefold(), session, self.id, processes
+            )
+        except REDIS_DOWN as exc:
+            logger.warning("cannot claim a name in Redis (%s): checked in this process", exc)
+            return True
+        return bool(held)
+
+    async def release(self, room: str, name: str, session: str) -> None:
+        key, value = f"{self._prefix}names:{room}", f"{self.id} {session}"
+        try:
+            await self._redis.eval(RELEASE, 1, key, name.casefold(), value)
+        except REDIS_DOWN as exc:
+            logger.warning("cannot release a name in Redis (%s)", exc)
+
+    # %% notebooks/08_scale-out.ipynb, code cell 41 (id 49b386e4)
     async def stop(self, conversation: str) -> bool:
         # Ask every process with clients in the conversation; each answers whether it stopped
         # a reply there. PUBLISH says how many got the question (this process included).
@@ -723,7 +742,7 @@ class RedisFanout(Fanout):
         if not answered.done() and (stopped == "1" or remaining[0] == 0):
             answered.set_result(stopped == "1")
 
-    # %% notebooks/08_scale-out.ipynb, code cell 40 (id 0ceeb437)
+    # %% notebooks/08_scale-out.ipynb, code cell 42 (id 0ceeb437)
     async def close(self) -> None:
         """Publish what is queued, leave the head counts, and disconnect (idempotent)."""
         if self._closed:
@@ -775,7 +794,32 @@ return total
 """
 
 
-# %% notebooks/08_scale-out.ipynb, code cell 41 (id c17)
+# %% notebooks/08_scale-out.ipynb, code cell 39 (id names-lua)
+# KEYS: the room's names; ARGV: the name (case folded), the session, this process, and the
+# prefix of the processes' heartbeat keys. A name's value is "process session".
+CLAIM: Final = """
+local taken = false
+local held = redis.call('HGETALL', KEYS[1])
+for i = 1, #held, 2 do
+  local process, session = string.match(held[i + 1], '^(%x+) (.*)$')
+  if redis.call('EXISTS', ARGV[4] .. process) == 0 then
+    redis.call('HDEL', KEYS[1], held[i])
+  elseif held[i] == ARGV[1] and session ~= ARGV[2] then
+    taken = true
+  end
+end
+if taken then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. ' ' .. ARGV[2])
+return 1
+"""
+# Only the holder lets go: another tab of the session, on another process, may hold it now.
+RELEASE: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+# %% notebooks/08_scale-out.ipynb, code cell 43 (id c17)
 async def open_redis(
     url: str, *, prefix: str = DEFAULT_PREFIX, session_ttl: float = SESSION_TTL
 ) -> tuple[RedisStore, RedisFanout]:
