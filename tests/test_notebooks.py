@@ -146,6 +146,16 @@ def _exercise(cells: list[nbformat.NotebookNode], number: int = 0) -> tuple[int,
     return learner, code, checker
 
 
+def _execute(notebook: nbformat.NotebookNode, path: Path) -> None:
+    """Run ``notebook`` in a fresh kernel, in the folder of ``path`` (as JupyterLab would)."""
+    resources = {"metadata": {"path": str(path.parent)}}
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources=resources).execute()
+
+
+def _printed(cell: nbformat.NotebookNode) -> str:
+    return "".join(output.get("text", "") for output in cell.outputs if "text" in output)
+
+
 EXERCISES = [(path, number) for path in NOTEBOOKS for number in range(_exercises(path))]
 
 
@@ -164,16 +174,8 @@ def test_the_solution_passes_the_exercise_checker(path: Path, number: int) -> No
     # definitions, and keeps whatever else the cell sets up.
     notebook.cells[learner].source += "\n\n" + solution
     notebook.cells = notebook.cells[: checker + 1]
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()
-    printed = "".join(
-        output.get("text", "") for output in notebook.cells[checker].outputs if "text" in output
-    )
+    _execute(notebook, path)
+    printed = _printed(notebook.cells[checker])
     assert "Well done" in printed, printed
     stored = nbformat.read(path, as_version=4).cells[checker].outputs
     assert "Not yet" in "".join(output.get("text", "") for output in stored)
@@ -209,19 +211,13 @@ def test_the_knowledge_exercise_holds_against_an_entry_only_what_it_takes() -> N
     again = nbformat.v4.new_code_cell(cells[checker].source)
     greedy_cell = nbformat.v4.new_code_cell(define.format(greedy))
     notebook.cells = [*cells[: checker + 1], greedy_cell, again]
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()
-    printed = "".join(output.get("text", "") for output in cells[checker].outputs)
+    _execute(notebook, path)
+    printed = _printed(cells[checker])
     assert "queue questions: 4 of 4 answered from your entry" in printed, printed
     # Questions moved to other entries: the checker says so, and the entry still passes.
     assert re.search(r"\(\d+ other development question\(s\) changed answer", printed), printed
     assert "Well done" in printed, printed
-    printed = "".join(output.get("text", "") for output in again.outputs)
+    printed = _printed(again)
     assert "Not yet" in printed, printed
     assert "  your entry took 'minimal websocket server python'" in printed, printed
 

@@ -8,9 +8,11 @@ tests/test_hub.py run on both backends too (their ``open_store`` and ``backend``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,20 @@ def two_servers(redis: str, brain: str = "echo") -> tuple[Any, Any]:
         chatbot_process("--redis", redis, *args),
         chatbot_process(*args, env={"CHATBOT_REDIS": redis}),  # a password stays out of argv
     )
+
+
+@contextlib.asynccontextmanager
+async def two_fanouts(url: str, prefix: str) -> AsyncIterator[tuple[RedisFanout, RedisFanout]]:
+    """The fan-outs of two processes on one Redis, in miniature."""
+    first = await RedisFanout.open(url, prefix=prefix)
+    try:
+        second = await RedisFanout.open(url, prefix=prefix)
+        try:
+            yield first, second
+        finally:
+            await second.close()
+    finally:
+        await first.close()
 
 
 async def join(url: str, room: str, name: str) -> tuple[ClientConnection, dict[str, Any]]:
@@ -196,17 +212,12 @@ async def test_sigterm_closes_with_1001_and_the_client_resumes_on_the_other_proc
 async def test_a_crashed_process_stops_counting_once_its_heartbeat_expires(
     redis_url: str, redis_prefix: str
 ) -> None:
-    first = await RedisFanout.open(redis_url, prefix=redis_prefix)
-    second = await RedisFanout.open(redis_url, prefix=redis_prefix)
-    try:
+    async with two_fanouts(redis_url, redis_prefix) as (first, second):
         assert await first.members("room:lab", 2) == 2
         assert await second.members("room:lab", 1) == 3
         # What the end of a crashed process's heartbeat looks like: its key is gone.
         await second._redis.delete(f"{redis_prefix}process:{first.id}")
         assert await second.members("room:lab", 1) == 1
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_a_name_taken_on_one_process_is_taken_on_the_other(redis_url: str) -> None:
@@ -229,12 +240,10 @@ async def test_a_name_taken_on_one_process_is_taken_on_the_other(redis_url: str)
             assert (frame["type"], frame["room"]) == ("history", room), frame
 
 
-async def test_a_crashed_process_holds_no_name_once_its_heartbeat_expires(
+async def test_a_name_is_held_by_one_session_until_it_lets_go_or_its_process_dies(
     redis_url: str, redis_prefix: str
 ) -> None:
-    first = await RedisFanout.open(redis_url, prefix=redis_prefix)
-    second = await RedisFanout.open(redis_url, prefix=redis_prefix)
-    try:
+    async with two_fanouts(redis_url, redis_prefix) as (first, second):
         assert await first.claim("lab", "Ada", "s1")
         assert await first.claim("lab", "ADA", "s1")  # the same session: another tab
         assert await second.claim("lab", "ada", "s1")  # the same session, another process
@@ -248,9 +257,6 @@ async def test_a_crashed_process_holds_no_name_once_its_heartbeat_expires(
         await second._redis.delete(f"{redis_prefix}process:{first.id}")
         assert await second.claim("lab", "Ada", "s3")
         assert await second._redis.hgetall(f"{redis_prefix}names:lab") == {"ada": f"{second.id} s3"}
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_redis_that_does_not_answer_is_a_clear_error() -> None:
