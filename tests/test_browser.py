@@ -472,6 +472,28 @@ async def test_a_forgotten_session_is_replaced_by_a_new_one() -> None:
 # Rooms.
 
 
+async def test_earlier_messages_page_back_to_the_first_message_of_a_long_room(
+    tmp_path: Path,
+) -> None:
+    # A room with more than a page: each click brings the page before what is shown, above it,
+    # back to the room's first message; then the button hides.
+    async with await Store.open(tmp_path / "chat.sqlite3") as store:
+        for number in range(1, 451):
+            await store.append("room:lab", "user", "Ada", f"message {number}")
+        async with (
+            serve(word_by_word(), "127.0.0.1", 0, store=store) as server,
+            browser_page() as page,
+        ):
+            await open_chat(page, server.http_url + "?room=lab&name=Bob")
+            await expect(messages(page)).to_have_count(200)
+            earlier = page.get_by_role("button", name="Earlier messages")
+            for shown in (400, 450):
+                await earlier.click()
+                await expect(messages(page)).to_have_count(shown)
+            await expect(earlier).to_be_hidden()
+            assert await texts(page) == [f"message {number}" for number in range(1, 451)]
+
+
 async def test_room_members_see_each_other_and_the_bot() -> None:
     async with serve(word_by_word(), "127.0.0.1", 0) as server, chromium() as browser:
         async with new_page(browser) as ada, new_page(browser) as bob:
