@@ -310,9 +310,11 @@ async def test_acknowledged_messages_survive_kill_9(tmp_path: Path) -> None:
         child.send_signal(signal.SIGKILL)
         rest, errors = await child.communicate()
     assert child.returncode == -signal.SIGKILL, errors.decode()
-    # Every line printed before the kill was acknowledged; a cut-off last line cannot be.
-    printed = [line.decode().split(" ", 1) for line in lines + rest.splitlines(keepends=True)]
-    acknowledged = {int(seq): text.rstrip("\n") for seq, text in printed if text.endswith("\n")}
+    # Every line printed before the kill was acknowledged; a cut-off last line cannot be (it
+    # may end anywhere, even before the space: filter before splitting).
+    printed = [line.decode() for line in lines + rest.splitlines(keepends=True)]
+    whole = [line.rstrip("\n").split(" ", 1) for line in printed if line.endswith("\n")]
+    acknowledged = {int(seq): text for seq, text in whole}
     assert len(acknowledged) >= 200
 
     async with await Store.open(path) as store:
