@@ -686,10 +686,10 @@ class RedisFanout(Fanout):
 
     # %% notebooks/08_scale-out.ipynb, code cell 40 (id names-code)
     async def claim(self, room: str, name: str, session: str) -> bool:
-        key, processes = f"{self._prefix}names:{room}", f"{self._prefix}process:"
+        processes = f"{self._prefix}process:"
         try:
             held = await self._redis.eval(
-                CLAIM, 1, key, name.casefold(), session, self.id, processes
+                CLAIM, 1, self._names(room), name.casefold(), session, self.id, processes
             )
         except REDIS_DOWN as exc:
             logger.warning("cannot claim a name in Redis (%s): checked in this process", exc)
@@ -697,11 +697,14 @@ class RedisFanout(Fanout):
         return bool(held)
 
     async def release(self, room: str, name: str, session: str) -> None:
-        key, value = f"{self._prefix}names:{room}", f"{self.id} {session}"
+        value = f"{self.id} {session}"  # as CLAIM wrote it
         try:
-            await self._redis.eval(RELEASE, 1, key, name.casefold(), value)
+            await self._redis.eval(RELEASE, 1, self._names(room), name.casefold(), value)
         except REDIS_DOWN as exc:
             logger.warning("cannot release a name in Redis (%s)", exc)
+
+    def _names(self, room: str) -> str:
+        return f"{self._prefix}names:{room}"  # the names held in the room, by every process
 
     # %% notebooks/08_scale-out.ipynb, code cell 41 (id 49b386e4)
     async def stop(self, conversation: str) -> bool:
