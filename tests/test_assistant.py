@@ -74,6 +74,23 @@ async def test_a_follow_up_that_leans_on_the_topic_is_searched_with_it(
     assert answer.topic == "How do I add a timeout?"
 
 
+async def test_one_leans_on_the_topic_when_it_stands_for_a_thing_not_when_it_counts(
+    brain: AssistantBrain,
+) -> None:
+    # "one server" counts servers: the question is clear on its own, and the topic's words
+    # must not pull it elsewhere (they did: "How do I run several server processes?").
+    conversation = Conversation()
+    brain.answer("maximum number of connections", conversation)
+    answer = brain.answer("how far does one server scale", conversation)
+    assert (answer.by, answer.topic) == ("faq", "How many clients can one server handle?")
+    # "make one" after rooms is a room; alone, its words lead elsewhere.
+    conversation = Conversation()
+    brain.answer("what is a room", conversation)
+    answer = brain.answer("how do I make one", conversation)
+    assert (answer.by, answer.topic) == ("faq", "How do rooms work?")
+    assert brain.answer("how do I make one", Conversation()).topic != "How do rooms work?"
+
+
 async def test_the_topic_s_then_lines_answer_its_follow_ups_unless_the_message_is_clear(
     brain: AssistantBrain,
 ) -> None:

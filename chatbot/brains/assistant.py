@@ -538,7 +538,15 @@ _LEADS_ON = re.compile(
     r"(?P<word>and|but|also|so|then|now|next|what about|how about)\b",
     re.I,
 )
-_LEANING = frozenset("it one that".split())  # "how do I join one?"
+_LEANING = frozenset("it that".split())  # "is it safe?", "how do I do that?"
+# "one" points back too ("how do I join one?"), unless it counts what comes next: "one server",
+# "one thread", "one after the other" ask a question of their own.
+_COUNTED = frozenset(
+    """server servers process thread client clients message messages user users task tasks room
+    rooms conversation cell core cpu connection request loop event file test port brain handler
+    coroutine person machine tab browser worker reply session line time python chatbot bot
+    notebook call queue deadline timeout sleep after by at""".split()
+)
 # "is it safe?", "who wrote it and when?": a pronoun that points back at the topic.
 _POINTS_BACK = frozenset("it its they them".split())
 # "I tried it and nothing happened", "it is broken": trouble with the topic, of the field.
@@ -561,7 +569,13 @@ _RESTATING = re.compile(
 @lru_cache(maxsize=64)
 def _leans(message: str) -> bool:
     """Whether ``message`` leans on the last one: "and in Jupyter?", "how do I join one?"."""
-    return bool(_LEADS_ON.match(message)) or _has(message, _LEANING)
+    if _LEADS_ON.match(message) or _has(message, _LEANING):
+        return True
+    if "one" not in _said(message):
+        return False
+    words = _TOKEN.findall(message.casefold())
+    pairs = zip(words, [*words[1:], ""], strict=True)  # each word with the next
+    return any(word == "one" and after not in _COUNTED for word, after in pairs)
 
 
 def _follows_on(message: str) -> bool:
