@@ -248,15 +248,31 @@ async def test_a_name_is_held_by_one_session_until_it_lets_go_or_its_process_die
         assert await first.claim("lab", "ADA", "s1")  # the same session: another tab
         assert await second.claim("lab", "ada", "s1")  # the same session, another process
         assert not await first.claim("lab", "Ada", "s2")
-        await second.release("lab", "Ada", "s1")
-        assert await first.claim("lab", "Ada", "s2")  # free once its holder let go
-        assert not await second.claim("lab", "Ada", "s1")
-        await first.release("lab", "Ada", "s1")  # not the holder: nothing changes
+        await second.release("lab", "Ada", "s1")  # the tab on the second process left...
+        assert not await second.claim("lab", "Ada", "s2")  # ...the one on the first has it still
+        await second.release("lab", "Ada", "s2")  # not the holder: nothing changes
+        assert not await second.claim("lab", "Ada", "s2")
+        await first.release("lab", "Ada", "s1")
+        assert await first.claim("lab", "Ada", "s2")  # free once every tab of s1 let go
         assert not await second.claim("lab", "Ada", "s3")
         # What the end of a crashed process's heartbeat looks like: its key is gone.
         await second._redis.delete(f"{redis_prefix}process:{first.id}")
         assert await second.claim("lab", "Ada", "s3")
         assert await second._redis.hgetall(f"{redis_prefix}names:lab") == {"ada": f"{second.id} s3"}
+        # A session on two processes, one of which dies: the other still holds the name.
+        await first._heartbeat()  # the first is back
+        assert await first.claim("lab", "Bob", "s4")
+        assert await second.claim("lab", "Bob", "s4")
+        names = f"{redis_prefix}names:lab"
+        assert await second._redis.hget(names, "bob") == f"{first.id},{second.id} s4"
+        await second._redis.delete(f"{redis_prefix}process:{first.id}")
+        assert not await second.claim("lab", "bob", "s5")
+        await second.release("lab", "Bob", "s4")
+        assert await second.claim("lab", "bob", "s5")  # only a process without a heartbeat had it
+        assert await second._redis.hgetall(names) == {
+            "ada": f"{second.id} s3",
+            "bob": f"{second.id} s5",
+        }
 
 
 async def test_redis_that_does_not_answer_is_a_clear_error() -> None:

@@ -697,9 +697,8 @@ class RedisFanout(Fanout):
         return bool(held)
 
     async def release(self, room: str, name: str, session: str) -> None:
-        value = f"{self.id} {session}"  # as CLAIM wrote it
         try:
-            await self._redis.eval(RELEASE, 1, self._names(room), name.casefold(), value)
+            await self._redis.eval(RELEASE, 1, self._names(room), name.casefold(), session, self.id)
         except REDIS_DOWN as exc:
             logger.warning("cannot release a name in Redis (%s)", exc)
 
@@ -799,25 +798,41 @@ return total
 
 # %% notebooks/08_scale-out.ipynb, code cell 39 (id names-lua)
 # KEYS: the room's names; ARGV: the name (case folded), the session, this process, and the
-# prefix of the processes' heartbeat keys. A name's value is "process session".
+# prefix of the processes' heartbeat keys. A name's value is "process,process session": the
+# session that holds it, and each process where one of its tabs has it.
 CLAIM: Final = """
-local taken = false
+local taken, mine = false, {}
 local held = redis.call('HGETALL', KEYS[1])
 for i = 1, #held, 2 do
-  local process, session = string.match(held[i + 1], '^(%x+) (.*)$')
-  if redis.call('EXISTS', ARGV[4] .. process) == 0 then
+  local list, session = string.match(held[i + 1], '^([%x,]+) (.*)$')
+  local alive = {}
+  for process in string.gmatch(list, '%x+') do
+    if redis.call('EXISTS', ARGV[4] .. process) == 1 then table.insert(alive, process) end
+  end
+  if #alive == 0 then
     redis.call('HDEL', KEYS[1], held[i])
-  elseif held[i] == ARGV[1] and session ~= ARGV[2] then
-    taken = true
+  elseif held[i] == ARGV[1] then
+    if session == ARGV[2] then mine = alive else taken = true end
   end
 end
 if taken then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. ' ' .. ARGV[2])
+local listed = false
+for _, process in ipairs(mine) do listed = listed or process == ARGV[3] end
+if not listed then table.insert(mine, ARGV[3]) end
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(mine, ',') .. ' ' .. ARGV[2])
 return 1
 """
-# Only the holder lets go: another tab of the session, on another process, may hold it now.
+# A process lets go of its own tabs only: the session may still hold the name on another one.
 RELEASE: Final = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+local list, session = string.match(value or '', '^([%x,]+) (.*)$')
+if session ~= ARGV[2] then return 0 end
+local rest = {}
+for process in string.gmatch(list, '%x+') do
+  if process ~= ARGV[3] then table.insert(rest, process) end
+end
+if #rest == 0 then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(rest, ',') .. ' ' .. session)
 return 0
 """
 
