@@ -205,6 +205,18 @@ def test_redis_adds_the_redis_backed_json_servers(tmp_path: Path) -> None:
         assert m["errors"] == 0 and m["round_trips"] > 0, m
 
 
+@pytest.mark.skipif(
+    not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()),
+    reason="redis-server is not installed",
+)
+def test_the_names_benchmark_claims_names_in_rooms_of_each_size() -> None:
+    result = _run_script([str(BENCHMARKS / "names.py"), "--smoke"])
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["10", "100"], result.stdout
+    assert all(float(value) > 0 for row in rows for value in row[1:]), result.stdout
+
+
 def test_every_prototype_patch_still_answers_every_message(tmp_path: Path) -> None:
     # benchmarks/prototypes.py patches the server in its own process: all patches at once must
     # still give every client complete replies (the figures are not checked).

@@ -799,27 +799,21 @@ return total
 # %% notebooks/08_scale-out.ipynb, code cell 39 (id names-lua)
 # KEYS: the room's names; ARGV: the name (case folded), the session, this process, and the
 # prefix of the processes' heartbeat keys. A name's value is "process,process session": the
-# session that holds it, and each process where one of its tabs has it.
+# session that holds it, and each process where one of its tabs has it. A claim reads that one
+# name, whatever the size of the room: its cost does not grow with the number of members.
 CLAIM: Final = """
-local taken, mine = false, {}
-local held = redis.call('HGETALL', KEYS[1])
-for i = 1, #held, 2 do
-  local list, session = string.match(held[i + 1], '^([%x,]+) (.*)$')
-  local alive = {}
-  for process in string.gmatch(list, '%x+') do
-    if redis.call('EXISTS', ARGV[4] .. process) == 1 then table.insert(alive, process) end
-  end
-  if #alive == 0 then
-    redis.call('HDEL', KEYS[1], held[i])
-  elseif held[i] == ARGV[1] then
-    if session == ARGV[2] then mine = alive else taken = true end
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+local list, session = string.match(value or '', '^([%x,]+) (.*)$')
+local holders = {}
+for process in string.gmatch(list or '', '%x+') do
+  -- This process checked its own clients first; a process without a heartbeat holds nothing.
+  if process ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. process) == 1 then
+    if session ~= ARGV[2] then return 0 end
+    table.insert(holders, process)
   end
 end
-if taken then return 0 end
-local listed = false
-for _, process in ipairs(mine) do listed = listed or process == ARGV[3] end
-if not listed then table.insert(mine, ARGV[3]) end
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(mine, ',') .. ' ' .. ARGV[2])
+table.insert(holders, ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(holders, ',') .. ' ' .. ARGV[2])
 return 1
 """
 # A process lets go of its own tabs only: the session may still hold the name on another one.
