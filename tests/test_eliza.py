@@ -14,6 +14,7 @@ import pytest
 from chatbot.brains.base import Conversation
 from chatbot.brains.eliza import (
     _NORMALISE,
+    MAX_MEMORIES,
     MAX_TEXT,
     AnyOf,
     Eliza,
@@ -159,6 +160,21 @@ def test_memories_are_recalled_oldest_first() -> None:
     play(eliza, ["My mother takes care of me.", "My father."])
     assert eliza.state["memories"] == ["BUT YOUR MOTHER TAKES CARE OF YOU", "BUT YOUR FATHER"]
     assert eliza.respond("Bullies.") == "BUT YOUR MOTHER TAKES CARE OF YOU"
+
+
+def test_memories_are_bounded_the_oldest_dropped_first() -> None:
+    # A client typing "my ..." again and again: the state stays small, and keeps the newest.
+    eliza = Eliza()
+    for number in range(MAX_MEMORIES * 20):
+        eliza.respond(f"My father said {number} things {'x' * 900}.")
+    memories = eliza.state["memories"]
+    assert len(memories) == MAX_MEMORIES
+    assert str(MAX_MEMORIES * 20 - 1) in memories[-1] and str(MAX_MEMORIES * 19) in memories[0]
+    assert len(json.dumps(eliza.state)) < MAX_MEMORIES * (MAX_TEXT + 100)
+    # A state saved before the bound, with more: the newest are kept.
+    old = {"limit": 1, "memories": [f"M{number}" for number in range(100)], "rotation": {}}
+    assert Eliza(state=old).state["memories"] == [f"M{n}" for n in range(100 - MAX_MEMORIES, 100)]
+    assert len(old["memories"]) == 100  # the caller's state is not changed
 
 
 def test_memory_transformation_is_chosen_by_slip_hash_of_the_last_word() -> None:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from chatbot import serve
+from chatbot.brains.base import load_brain
+from chatbot.brains.eliza import MAX_MEMORIES, MAX_TEXT
 from chatbot.server.hub import Hub
 from chatbot.server.limits import Limits
 from chatbot.server.protocol import ProtocolError, encode, parse
@@ -455,3 +457,25 @@ async def test_handshakes_that_never_use_their_session_write_nothing(tmp_path: P
             await reload.send({"type": "resume", "session": silent.session, "id": "r2"})
             await reload.expect_error("unknown_session", id="r2")
         assert session_rows(path) == 2
+
+
+async def test_a_client_that_keeps_telling_eliza_about_its_father_keeps_a_small_session(
+    tmp_path: Path,
+) -> None:
+    # ELIZA files a memory for each "my ..." sentence, and the session's state, stored after
+    # every reply, kept them all: 1 KiB more per message, for ever. Now at most MAX_MEMORIES.
+    path = tmp_path / "chat.sqlite3"
+    limits = Limits(messages_per_second=1000.0, burst=1000)
+    async with (
+        await Store.open(path) as store,
+        serve(load_brain("eliza"), port=0, store=store, limits=limits) as server,
+        json_client(server.url) as client,
+    ):
+        for number in range(3 * MAX_MEMORIES):
+            await client.say(f"My father said {number} things {'x' * 900}.")
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        (state,) = connection.execute("SELECT state FROM sessions").fetchone()
+    memories = json.loads(state)["eliza"]["memories"]
+    assert len(memories) == MAX_MEMORIES
+    assert f"SAID {3 * MAX_MEMORIES - 1} THINGS" in memories[-1]
+    assert len(state) < MAX_MEMORIES * (MAX_TEXT + 100)

@@ -784,6 +784,11 @@ MAX_TEXT = 1000
 The cap bounds the time a reply takes, which matters because replies are made on the event
 loop: about 30 microseconds for a typical sentence, under 10 ms for the worst 1000 characters.
 """
+MAX_MEMORIES = 16
+"""ELIZA keeps at most this many memories (made from MY sentences), the oldest dropped first. The
+1966 program kept them all, for its one user; a server keeps a state per session and stores it
+after every reply, so a client typing "my ..." again and again must not make it grow for ever.
+"""
 
 # What the 1966 program printed when a keyword's rules matched nothing (a script error it hid
 # from the user), picked by the counting mechanism; copied from its MAD-SLIP source.
@@ -857,7 +862,8 @@ class Eliza:
                 "expected ELIZA state as Eliza.state returns it: {'limit': 1 to 4, 'memories': "
                 f"[str, ...], 'rotation': {{str: int, ...}}}}, got {state!r:.200}"
             )
-        self._limit, self._memories, self._rotation = limit, list(memories), dict(rotation)
+        self._limit, self._rotation = limit, dict(rotation)
+        self._memories = memories[-MAX_MEMORIES:]  # a state saved before the bound: the newest
 
     # %% notebooks/03_response-generation.ipynb, code cell 75 (id 167ab83e)
     def respond(self, text: str) -> str:
@@ -982,6 +988,8 @@ class Eliza:
         pattern, template = memory.transformations[_slip_hash(_last_cell(words[-1]), 2)]
         parts = _match(pattern, words, tags)
         if parts is not None:
+            if len(self._memories) >= MAX_MEMORIES:  # bounded: the oldest goes
+                del self._memories[0]
             self._memories.append(" ".join(_reassemble(template, parts)))
 
     def _none(self, words: list[str], tags: Mapping[str, frozenset[str]]) -> str:
