@@ -51,6 +51,7 @@ TOO_DEEP = (
     'pair up: send one flat JSON object, like {"type": "message", "text": "hello"}.'
 )
 MAX_ID_CHARS = 64
+MAX_SEQ = 2**63 - 1  # the largest seq a store holds (SQLite's largest integer)
 MAX_NAME_CHARS = 32
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # C0 and C1 control characters, except tab, line feed and carriage return (text may have lines).
@@ -285,11 +286,13 @@ def _parse_join(data: dict[str, Any], id: str | None, max_chars: int) -> Join:
 
 def _parse_earlier(data: dict[str, Any], id: str | None, max_chars: int) -> Earlier:
     before = data.get("before")
-    if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+    # JSON numbers have no size limit: one past the largest seq a store can hold is refused here,
+    # not left to the store (SQLite's integers end at 2**63 - 1).
+    if not isinstance(before, int) or isinstance(before, bool) or not 1 <= before <= MAX_SEQ:
         raise ProtocolError(
             "wrong_type",
-            f'"before" must be a whole number from 1 (the seq of the oldest message you have), '
-            f"got {_json_kind(before)}.",
+            f'"before" must be a whole number from 1 to {MAX_SEQ} (the seq of the oldest message '
+            f"you have), got {_json_kind(before)}.",
             id=id,
         )
     return Earlier(before, id)
