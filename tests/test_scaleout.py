@@ -122,6 +122,29 @@ async def test_a_message_through_one_process_reaches_a_client_of_the_other(redis
             assert (left["name"], left["members"]) == ("Bob", 1)
 
 
+async def test_members_who_leave_together_leave_no_head_count_behind(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # Members leaving at the same moment each counted the others still there (the count was
+    # read before each one's Redis calls, the member taken out after): Redis kept this process's
+    # count of an empty room at 2, and every other process counted two ghosts in it.
+    redis = (redis_url, redis_prefix)
+    async with serve_on(redis) as a, serve_on(redis) as b:
+        eve, _ = await join(b.url, "lab", "Eve")
+        async with eve:
+            members = [(await join(a.url, "lab", name))[0] for name in ("Ada", "Bob", "Cy")]
+            await asyncio.gather(*(ws.close() for ws in members))
+            left = [await expect(eve, "presence", event="leave") for _ in members]
+            # Counted one after another: the last of them to go leaves Eve alone.
+            assert sorted(frame["members"] for frame in left) == [1, 2, 3]
+            dee, _ = await join(b.url, "lab", "Dee")
+            async with dee:
+                assert (await expect(dee, "presence", name="Dee"))["members"] == 2
+        async with aioredis.Redis.from_url(redis_url, decode_responses=True) as counts:
+            assert a.hub.fanout.id not in await counts.hgetall(f"{redis_prefix}members:room:lab")
+        assert "room:lab" not in a.hub.fanout._rooms  # nothing of A's left to clean up at close
+
+
 async def test_a_session_resumed_on_the_other_process_shows_its_history(redis_url: str) -> None:
     first, second = two_servers(redis_url, "tests.helpers:count_turns")
     async with first as a, second as b:

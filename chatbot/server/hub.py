@@ -283,6 +283,7 @@ class Channel:
     closed: bool = False  # close() was called: no worker starts again
     stale: bool = False  # other processes spoke here: reload the conversation before answering
     authors: dict[int, str] = field(default_factory=dict)  # seq -> session, the latest messages
+    counting: asyncio.Lock = field(default_factory=asyncio.Lock)  # a room's head counts, in turn
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 37 (id c38)
     def broadcast(self, text: str, *, skip: Client | None = None) -> None:
@@ -770,7 +771,8 @@ class Hub:
             return
         client.room = channel
         client.send(page)
-        members = await self.fanout.members(channel.id, len(channel.audience))
+        async with channel.counting:  # one head count at a time (see _leave)
+            members = await self.fanout.members(channel.id, len(channel.audience))
         channel.announce(
             client, lambda mine: protocol.presence(room, "join", chosen, members, mine)
         )
@@ -781,9 +783,13 @@ class Hub:
         assert channel is not None and channel.room is not None
         client.room = None
         await self._let_go(channel.room, name, client.session)
-        members = await self.fanout.members(channel.id, len(channel.audience) - 1)
         room = channel.room
-        channel.announce(client, lambda mine: protocol.presence(room, "leave", name, members, mine))
+        # One head count at a time, each once the last leaver is out: two members leaving at
+        # once would each count the other still here (and other processes see a ghost).
+        async with channel.counting:
+            members = await self.fanout.members(channel.id, len(channel.audience) - 1)
+            channel.announce(client, lambda m: protocol.presence(room, "leave", name, members, m))
+            channel.audience.discard(client)
         await self._detach(client, channel)
 
     # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 54 (id c61)

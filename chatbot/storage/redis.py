@@ -663,6 +663,8 @@ class RedisFanout(Fanout):
         except REDIS_DOWN as exc:
             logger.warning("cannot count the members of %s in Redis (%s)", conversation, exc)
             return here
+        if not here:  # none of ours there now, nothing of ours in Redis: none to delete at close
+            self._rooms.discard(conversation)
         return int(total)
 
     async def guest_name(self, number: int) -> str:
