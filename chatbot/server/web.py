@@ -55,6 +55,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from chatbot.server.hub import drop_if_unread
 from chatbot.server.limits import LOOPBACK
 from chatbot.storage.base import Storage, StoreError
 
@@ -285,10 +286,15 @@ class HandshakeConnection(ServerConnection):
     the handshake is answered: a 101 reads them as frames; any other answer closes without them.
     """
 
+    # In slots, not in the dict of attributes: CPython shares one layout of up to 30 attributes
+    # among a class's objects, and a connection past it costs 1.6 KB more (notebook 05).
+    __slots__ = ("_early", "_tail", "write_buffer_limit")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tail = b""  # the last bytes of the request so far: its end may span two packets
         self._early: bytearray | None = None  # what came after the request, until it is answered
+        self.write_buffer_limit: int | None = None  # set by bound_write_buffer (notebook 05)
 
     def data_received(self, data: bytes) -> None:
         if self._early is not None:  # the request is in, its answer not yet out
@@ -306,6 +312,8 @@ class HandshakeConnection(ServerConnection):
                 self._early = bytearray()
             if data[cut:]:
                 self.data_received(data[cut:])
+        if self.write_buffer_limit is not None:  # a client that does not read is dropped
+            drop_if_unread(self, self.write_buffer_limit)
 
     # %% notebooks/06_browser-page.ipynb, code cell 14 (id bcc72f62)
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
