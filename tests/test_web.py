@@ -127,6 +127,42 @@ async def test_readyz_answers_503_while_the_stores_thread_is_stuck(tmp_path: Pat
     assert (ready.status_code, ready.text) == (200, "ready\n")
 
 
+class CountedStore(Store):
+    """The SQLite store, counting its pings."""
+
+    pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        await super().ping()
+
+
+async def test_readyz_requests_that_come_together_share_one_ping(tmp_path: Path) -> None:
+    # Each /readyz queued a ping of its own: while the store was stuck, 300 requests left 199
+    # writes queued behind the stuck one. Requests that come meanwhile now share one.
+    path = tmp_path / "chat.db"
+    async with (
+        await CountedStore.open(path) as store,
+        serve(port=0, store=store) as server,
+        httpx.AsyncClient(trust_env=False, timeout=10) as http,
+    ):
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            write = asyncio.create_task(store.append("c", "user", "Ada", "waits for the lock"))
+            stuck = await asyncio.gather(*(http.get(server.http_url + "readyz") for _ in range(50)))
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        await write
+        assert store.pings == 1
+        assert {(answer.status_code, answer.text) for answer in stuck} == {
+            (503, f"not ready: the store does not answer within {READY_TIMEOUT:g} s\n")
+        }
+        ready = await http.get(server.http_url + "readyz")  # the next one pings again
+        assert (ready.status_code, ready.text, store.pings) == (200, "ready\n", 2)
+
+
 async def test_not_found_names_the_health_checks() -> None:
     async with serve(port=0) as server, httpx.AsyncClient(trust_env=False, timeout=10) as http:
         missing = await http.get(server.http_url + "nope")

@@ -158,9 +158,9 @@ async def readiness(connection: ServerConnection, request: Request, store: Stora
     """
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            # Cancelled at the timeout, the ping stays queued in the store: it is answered,
-            # unheard, once the store gets to it, and nothing else waits for it.
-            await store.ping()
+            # One ping in flight to the store, shared by the requests that come meanwhile: one
+            # that gives up at the timeout leaves it running for the others (_ping, below).
+            await asyncio.shield(_ping(store))
     except TimeoutError:
         reason = detail = f"the store does not answer within {READY_TIMEOUT:g} s"
     except StoreError as exc:
@@ -182,7 +182,26 @@ def _plain(
     return response
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 9 (id e0f2b430)
+# %% notebooks/06_browser-page.ipynb, code cell 9 (id ready-ping)
+_PINGS: dict[int, asyncio.Future[None]] = {}  # id(store) -> the ping in flight to it
+
+
+def _ping(store: Storage) -> asyncio.Future[None]:
+    """The ping in flight to ``store``, or a new one: requests that come together share it."""
+    ping = _PINGS.get(id(store))
+    if ping is None:
+        ping = _PINGS[id(store)] = asyncio.ensure_future(store.ping())
+        ping.add_done_callback(functools.partial(_pinged, id(store)))
+    return ping
+
+
+def _pinged(key: int, ping: asyncio.Future[None]) -> None:
+    del _PINGS[key]  # the next request pings again: readiness is always fresh
+    if not ping.cancelled():
+        ping.exception()  # retrieved, even when every request that waited for it gave up
+
+
+# %% notebooks/06_browser-page.ipynb, code cell 10 (id e0f2b430)
 SINGLE_HEADERS = ("Host", "Origin", "Upgrade")
 """Headers a request sends once at most: the checks read each of them as one value."""
 
@@ -204,7 +223,7 @@ def repeated_header(connection: ServerConnection, request: Request) -> Response 
     return None
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 10 (id f7589056)
+# %% notebooks/06_browser-page.ipynb, code cell 11 (id f7589056)
 def host_allowed(host: str | None, names: Iterable[str] = ()) -> bool:
     """Decide whether a request's ``Host`` header names this server: no DNS rebinding.
 
@@ -243,7 +262,7 @@ def host_name(host: str) -> str | None:
         return None
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 11 (id dfebf8c9)
+# %% notebooks/06_browser-page.ipynb, code cell 12 (id dfebf8c9)
 def served_names(host: str) -> tuple[str, ...]:
     """Return the names a server listening on ``host`` has, besides loopback and its addresses.
 
@@ -276,7 +295,7 @@ def host_refused(connection: ServerConnection, host: str) -> Response:
     )
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 13 (id 15ef2a35)
+# %% notebooks/06_browser-page.ipynb, code cell 14 (id 15ef2a35)
 class HandshakeConnection(ServerConnection):
     """A connection that reads nothing after the request until the request is answered.
 
@@ -315,7 +334,7 @@ class HandshakeConnection(ServerConnection):
         if self.write_buffer_limit is not None:  # a client that does not read is dropped
             drop_if_unread(self, self.write_buffer_limit)
 
-    # %% notebooks/06_browser-page.ipynb, code cell 14 (id bcc72f62)
+    # %% notebooks/06_browser-page.ipynb, code cell 15 (id bcc72f62)
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         """Answer the request (websockets' handshake), then read what came after it as frames."""
         await super().handshake(*args, **kwargs)
@@ -331,7 +350,7 @@ class HandshakeConnection(ServerConnection):
             self.transport.resume_reading()  # but the client's end of the connection is
 
 
-# %% notebooks/06_browser-page.ipynb, code cell 15 (id ffa461e0)
+# %% notebooks/06_browser-page.ipynb, code cell 16 (id ffa461e0)
 FRAME_ANCESTORS = ("'self'", "localhost:*", "127.0.0.1:*")
 """Who may show the page in a frame: itself, and pages on this machine (Jupyter's, locally).
 
