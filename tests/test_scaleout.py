@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from chatbot.storage.base import StoreError
-from chatbot.storage.redis import RedisFanout, RedisStore, display_url
+from chatbot.storage.redis import PUBLISH_QUEUE_CHARS, RedisFanout, RedisStore, display_url
 from tests.helpers import ServerProcess, chatbot_process, run_chatbot
 from tests.redis_server import RestartableRedis, free_port, serve_on
 
@@ -295,6 +295,33 @@ async def test_a_name_is_held_by_one_session_until_it_lets_go_or_its_process_die
         await third.release("lab", "Bob", "s4")
         assert await first.claim("lab", "bob", "s5")  # the second, without a heartbeat, has not
         assert await first._redis.hget(names, "bob") == f"{first.id} s5"
+
+
+async def test_frames_waiting_for_redis_are_bounded_in_characters_too(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # The queue of frames to publish was bounded in frames only: 10,000 long replies waiting
+    # for a slow Redis held 165 MB. Now in characters too (PUBLISH_QUEUE_CHARS).
+    async with two_fanouts(redis_url, redis_prefix) as (first, second):
+        arrived: list[str] = []
+        all_in = asyncio.Event()
+
+        def deliver(conversation: str, text: str) -> None:
+            arrived.append(text)
+            if len(arrived) == fits:
+                all_in.set()
+
+        second.bind(deliver, lambda conversation: False)
+        await second.subscribe("room:lab")
+        frame = "x" * 100_000
+        fits = PUBLISH_QUEUE_CHARS // len(f"{first.id}\n{frame}")
+        for _ in range(100):  # no await between them: none is published yet
+            first.publish("room:lab", frame)
+        assert (first._outgoing.qsize(), first._dropped) == (fits, 100 - fits)
+        async with asyncio.timeout(WAIT):
+            await all_in.wait()
+        assert arrived == [frame] * fits
+        assert first._queued == 0  # every character counted in was counted out
 
 
 async def test_redis_that_does_not_answer_is_a_clear_error() -> None:

@@ -464,6 +464,7 @@ def _message(conversation: str, entry_id: str, fields: dict[str, str]) -> Stored
 
 # %% notebooks/08_scale-out.ipynb, code cell 31 (id 3fc78dab)
 PUBLISH_QUEUE: Final = 10_000  # frames waiting to be published; past it, frames are dropped
+PUBLISH_QUEUE_CHARS: Final = 4_000_000  # and their characters (4 to 16 MB): long replies too
 PUBLISH_BATCH: Final = 512  # frames published in one round trip, at most
 HEARTBEAT_TTL: Final = 30  # seconds a process counts as alive after its last heartbeat
 HEARTBEAT_EVERY: Final = 10.0
@@ -504,6 +505,7 @@ class RedisFanout(Fanout):
         self._rooms: set[str] = set()  # the head counts this process wrote
         self._closed = False
         self._dropped = 0
+        self._queued = 0  # characters of the frames in _outgoing
         self._tasks: list[asyncio.Task[None]] = []
 
     # %% notebooks/08_scale-out.ipynb, code cell 33 (id b44d93e7)
@@ -578,8 +580,12 @@ class RedisFanout(Fanout):
     def publish(self, conversation: str, text: str) -> None:
         if self._closed:
             return
+        payload = f"{self.id}\n{text}"
         try:
-            self._outgoing.put_nowait((self._channel(conversation), f"{self.id}\n{text}"))
+            if self._queued + len(payload) > PUBLISH_QUEUE_CHARS:
+                raise asyncio.QueueFull  # as many characters as it may hold: full too
+            self._outgoing.put_nowait((self._channel(conversation), payload))
+            self._queued += len(payload)
         except asyncio.QueueFull:
             # Redis is not keeping up, or unreachable: the other processes' clients miss
             # this frame live (stored messages are in their history when they come back).
@@ -604,6 +610,7 @@ class RedisFanout(Fanout):
                     await pipe.execute()
                 except REDIS_DOWN as exc:
                     logger.error("could not publish %d frames to Redis (%s)", len(batch), exc)
+                self._queued -= sum(len(payload) for _, payload in batch)  # published, or lost
             if item is None:
                 return  # close() asked: everything before it was published
 
@@ -736,6 +743,7 @@ class RedisFanout(Fanout):
         answer = f"{self.id}\n{STOPPED} {request} {int(stopped)}"
         with contextlib.suppress(asyncio.QueueFull):
             self._outgoing.put_nowait((f"{self._prefix}process:{origin}", answer))
+            self._queued += len(answer)
 
     def _stop_answered(self, text: str) -> None:
         _, request, stopped = text.split(" ")
