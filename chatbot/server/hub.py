@@ -788,7 +788,9 @@ class Hub:
         # once would each count the other still here (and other processes see a ghost).
         async with channel.counting:
             members = await self.fanout.members(channel.id, len(channel.audience) - 1)
-            channel.announce(client, lambda m: protocol.presence(room, "leave", name, members, m))
+            channel.announce(
+                client, lambda mine: protocol.presence(room, "leave", name, members, mine)
+            )
             channel.audience.discard(client)
         await self._detach(client, channel)
 
