@@ -19,6 +19,7 @@ from websockets.frames import Frame, Opcode
 
 from chatbot import serve
 from chatbot.brains.base import Brain, Conversation
+from chatbot.server.hub import HISTORY_CHARS
 from chatbot.server.limits import Limits
 from chatbot.storage.sqlite import Store
 from tests.helpers import TurnCounter, chatbot_process
@@ -572,3 +573,41 @@ async def test_the_hub_keeps_only_the_turns_its_brain_reads_also_after_a_resume(
             replies.append((await expect(ws, "reply.chunk"))["text"])
     assert replies == seen
     assert [m["role"] for m in stored] == ["user", "bot"] * 2  # the store kept them all
+
+
+class TextSeen(Brain):
+    """Replies with how many turns it was handed and how many characters they hold."""
+
+    name = "text-seen"
+
+    async def stream(self, message: str, conversation: Conversation) -> AsyncIterator[str]:
+        yield f"{len(conversation.turns)} {sum(len(turn.text) for turn in conversation.turns)}"
+
+
+async def test_the_turns_kept_for_a_brain_are_bounded_in_characters_also_after_a_resume(
+    tmp_path: Path,
+) -> None:
+    # Before, 200 turns at most: a client pasting 4,000 characters kept 400,000 in memory (2.4
+    # million with the llm brain's replies), and the brain was handed them all every message.
+    db, text = tmp_path / "chat.sqlite3", "x" * 4_000
+    pairs = HISTORY_CHARS // (len(text) + len("30 60000"))  # the pairs of turns that fit: 15
+    seen = []
+    async with await Store.open(db) as store, serve(TextSeen(), port=0, store=store) as server:
+        async with json_client(server.url) as ws:
+            session = (await receive(ws))["session"]
+            for n in range(pairs + 3):
+                await ws.send(json.dumps({"type": "message", "text": text, "id": f"m{n}"}))
+                seen.append((await expect(ws, "reply.end"))["text"])
+    async with await Store.open(db) as store, serve(TextSeen(), port=0, store=store) as server:
+        async with json_client(server.url) as ws:  # after a restart: the turns read from the store
+            await receive(ws)
+            await ws.send(json.dumps({"type": "resume", "session": session}))
+            await expect(ws, "history")
+            await ws.send(json.dumps({"type": "message", "text": "and now?", "id": "last"}))
+            seen.append((await expect(ws, "reply.end"))["text"])
+    turns, chars = zip(
+        *((int(count), int(size)) for count, size in map(str.split, seen)), strict=True
+    )
+    assert turns[: pairs + 1] == tuple(range(0, 2 * pairs + 1, 2))  # all of them, while they fit
+    assert turns[pairs + 1 :] == (2 * pairs,) * 3  # then the newest that fit, in pairs
+    assert max(chars) <= HISTORY_CHARS < chars[pairs] + len(text)

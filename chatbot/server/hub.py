@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import logging
 import sys
@@ -45,6 +46,7 @@ __all__ = ["Channel", "Client", "Fanout", "Hub", "Outbox", "kept_turns", "rememb
 logger = logging.getLogger("chatbot.server.hub")
 
 HISTORY_TURNS = 200  # turns a brain sees, and a client gets back on resume or join
+HISTORY_CHARS = 64_000  # and the most text those turns hold: some 16,000 tokens
 DROP_GRACE = 2.0  # seconds a client that stopped reading gets to take a close frame
 # Issue 14: limits in bytes. Read from Limits when it has these fields, else these defaults.
 STORE_DOWN = "the server cannot reach its storage right now"  # every store_failed says it
@@ -63,15 +65,26 @@ def remember(conversation: Conversation, brain: Brain, message: str, reply: str)
     """Add a message and its reply to the turns ``conversation`` keeps for ``brain``."""
     keep = kept_turns(brain)
     if keep:  # a brain that reads no turns gets none kept for it
-        conversation.turns += [Turn("user", message), Turn("bot", reply)]
-        del conversation.turns[:-keep]
+        turns = [*conversation.turns, Turn("user", message), Turn("bot", reply)]
+        conversation.turns = _last(turns, keep)
 
 
 def _turns(messages: Iterable[StoredMessage], keep: int = HISTORY_TURNS) -> list[Turn]:
     turns = [Turn("user" if m.role == "user" else "bot", m.text) for m in messages]
-    return turns[len(turns) - keep :] if keep else []  # the last `keep`
+    return _last(turns, keep) if keep else []
 
 
+def _last(turns: list[Turn], keep: int) -> list[Turn]:
+    """The last ``keep`` turns, or fewer, holding HISTORY_CHARS of text at most (one at least)."""
+    last = turns[-keep:]
+    sizes = itertools.accumulate(len(turn.text) for turn in reversed(last))
+    count = max(1, sum(1 for _ in itertools.takewhile(HISTORY_CHARS.__ge__, sizes)))
+    if 1 < count < len(last) and last[-count].role == "bot":  # a reply, its message cut
+        count -= 1
+    return last[len(last) - count :]
+
+
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 32 (id snapshot-code)
 def _snapshot(state: dict[str, Any]) -> str:
     # The brain's memory as JSON with sorted keys: the same text means unchanged memory. Made
     # after every reply of a brain with memory, so orjson (5-10 times faster) when it can.
@@ -83,7 +96,7 @@ def _snapshot(state: dict[str, Any]) -> str:
     return json.dumps(state, sort_keys=True, default=repr)
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 32 (id c32)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 33 (id c32)
 class Outbox:
     """What waits to be sent to one client: a bounded queue, and a task that sends from it.
 
@@ -124,7 +137,7 @@ class Outbox:
         """True while a sending task runs: frames wait, or ``send()`` waits for the network."""
         return self._sender is not None
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 33 (id c33)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 34 (id c33)
     def put(self, text: str) -> None:
         """Send ``text`` to the client, or queue it; disconnect the client if its queue is full."""
         if self.overflowed or self.closed:
@@ -159,7 +172,7 @@ class Outbox:
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(queue))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 34 (id fc5899db)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 35 (id fc5899db)
     def _write_turn(self) -> None:
         # Runs two loop turns after put() framed something: the frames of both turns leave in
         # one write, one system call. Two, because an ack is made in the connection's task and
@@ -174,7 +187,7 @@ class Outbox:
             with contextlib.suppress(Exception):  # as websockets does: uvloop may raise here
                 transport.write_eof()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 76 (id c90)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 77 (id c90)
     async def _send_all(self, queue: collections.deque[str]) -> None:
         try:
             while queue:
@@ -200,7 +213,7 @@ class Outbox:
         except TimeoutError:
             self.connection.transport.abort()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 77 (id c92)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 78 (id c92)
     async def flush(self) -> None:
         """Wait until everything queued was handed to the connection (at most 5 s)."""
         if self._sender is not None:
@@ -224,7 +237,7 @@ class Outbox:
                     await task
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 35 (id c35)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 36 (id c35)
 @dataclass(eq=False)
 class Client:
     """One JSON connection: who it is, where it talks, and its limits."""
@@ -250,7 +263,7 @@ class Client:
         return channel
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 36 (id c37)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 37 (id c37)
 @dataclass(eq=False)
 class _Pending:
     client: Client
@@ -285,7 +298,7 @@ class Channel:
     authors: dict[int, str] = field(default_factory=dict)  # seq -> session, the latest messages
     counting: asyncio.Lock = field(default_factory=asyncio.Lock)  # a room's head counts, in turn
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 37 (id c38)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 38 (id c38)
     def broadcast(self, text: str, *, skip: Client | None = None) -> None:
         """Send ``text`` to the audience here, and through the hub's fan-out to the others."""
         self.deliver(text, skip=skip)
@@ -313,7 +326,7 @@ class Channel:
         waiting = len(self.pending) if self.pending is not None else 0
         return waiting + self.reserved >= self.hub.limits.pending_messages
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 38 (id c40)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 39 (id c40)
     def stop(self) -> bool:
         """Stop the reply being streamed; return False if there was none."""
         if self.current is None or self.current.done():
@@ -346,7 +359,7 @@ class Channel:
             # this starts a new worker, so no message waits without one.
             self.worker = None
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 39 (id c42)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id c42)
     async def _answer(self, item: _Pending) -> None:
         reply = f"r{item.stored.seq}"
         parts: list[str] = []
@@ -379,7 +392,7 @@ class Channel:
         if cancelled:
             raise asyncio.CancelledError
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 40 (id c43)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 41 (id c43)
     async def _generate(self, brain: Brain, text: str, reply: str, parts: list[str]) -> None:
         # The chunks a brain yields without waiting go out as one reply.chunk: call_soon runs
         # send() only once this task waits (or it is sent at the end, whichever comes first).
@@ -405,7 +418,7 @@ class Channel:
                 waiting.cancel()
             send()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 41 (id 12063f89)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id 12063f89)
     async def _finish(self, item: _Pending, reply: str, text: str, status: str) -> None:
         # The reply joins the conversation and is queued for the store; its end goes out at
         # once if the store can tell its seq already, else once it is stored.
@@ -441,7 +454,7 @@ class Channel:
                 except StoreError as exc:  # the memory is kept here; saved with the next reply
                     logger.warning("cannot save the brains' memory in %s: %s", self.id, exc)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 42 (id c44)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id c44)
     def _stored(self, written: asyncio.Future[StoredMessage], client: Client) -> None:
         # A reply whose end went out before its commit: if the write failed, say so after all.
         if not written.cancelled() and (exc := written.exception()) is not None:
@@ -460,7 +473,7 @@ class Channel:
             client.send(protocol.error(code, text))
         return text
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 55 (id c61a)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 56 (id c61a)
     def announce(
         self, author: Client, frame: Callable[[bool], str], *, skip: Client | None = None
     ) -> None:
@@ -483,7 +496,7 @@ class Channel:
         if len(self.authors) > HISTORY_TURNS:
             del self.authors[next(iter(self.authors))]  # the oldest: history shows no more
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 81 (id c44r)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 82 (id c44r)
     async def _reload(self, seq: int) -> None:
         # Other processes added turns to this conversation (notebook 08): the brain must see
         # them too, up to the message being answered.
@@ -493,7 +506,7 @@ class Channel:
         self.conversation.turns = _turns(turns, kept_turns(self.hub.brain))
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 43 (id c49)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id c49)
 class Hub:
     """Sessions, rooms and the JSON connections of one server.
 
@@ -528,7 +541,7 @@ class Hub:
         self._channels_lock = asyncio.Lock()
         self.names: dict[tuple[str, str], tuple[str, int]] = {}  # (room, name) -> session, tabs
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 44 (id c50)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 45 (id c50)
     async def handle(self, connection: ServerConnection, number: int) -> None:
         """Serve one JSON connection until it closes; leave no task behind."""
         limits = self.limits
@@ -563,14 +576,14 @@ class Hub:
         client.send(protocol.welcome(client.session, client.name, self.brain.name, limits))
         return True
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 45 (id d6d64ad7)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id d6d64ad7)
     async def _keep(self, client: Client) -> None:
         # The session's first use (a message, a join): the store keeps it from now on.
         if not client.saved:
             await self.store.create_session(client.name, session_id=client.session)
             client.saved = True
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 46 (id c52)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 47 (id c52)
     async def _serve(self, client: Client) -> None:
         connection, limits = client.connection, self.limits
         try:
@@ -590,7 +603,7 @@ class Hub:
         except ConnectionClosed as closed:
             self.log.record("close", client.number, str(closed.rcvd or "1006 (abnormal closure)"))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 47 (id c53)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 48 (id c53)
     async def _receive(self, client: Client, frame: str | bytes) -> None:
         limits = self.limits
         if not client.bucket.take():
@@ -615,7 +628,7 @@ class Hub:
         self.log.record("error", client.number, code)
         client.send(protocol.error(code, message, id))
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 48 (id c54)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 49 (id c54)
     async def _dispatch(self, client: Client, request: protocol.ClientMessage) -> None:
         match request:
             case Say():
@@ -643,7 +656,7 @@ class Hub:
                         protocol.typing(client.room.room or "", client.name), skip=client
                     )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 49 (id b278330e)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 50 (id b278330e)
     def _store_failed(
         self, client: Client, exc: StoreError, what: str, todo: str, id: str | None = None
     ) -> None:
@@ -669,7 +682,7 @@ class Hub:
             return
         client.send(page)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 50 (id c56)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 51 (id c56)
     async def _say(self, client: Client, request: Say) -> None:
         channel = client.channel
         if channel.full():
@@ -706,7 +719,7 @@ class Hub:
             )
         channel.submit(client, request.text, stored)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 51 (id c58)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 52 (id c58)
     async def _resume(self, client: Client, request: Resume) -> None:
         what, todo = "The session was not resumed", "Resume it again in a moment."
         try:
@@ -742,7 +755,7 @@ class Hub:
         if record.room is not None:
             await self._join(client, record.room, None)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 52 (id c59)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 53 (id c59)
     async def _join(
         self, client: Client, room: str, name: str | None, id: str | None = None
     ) -> None:
@@ -777,7 +790,7 @@ class Hub:
             client, lambda mine: protocol.presence(room, "join", chosen, members, mine)
         )
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 53 (id 4a80fc7c)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 54 (id 4a80fc7c)
     async def _leave(self, client: Client) -> None:
         channel, name = client.room, client.name
         assert channel is not None and channel.room is not None
@@ -794,7 +807,7 @@ class Hub:
             channel.audience.discard(client)
         await self._detach(client, channel)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 54 (id c61)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 55 (id c61)
     async def _attach(
         self, client: Client, id: str, room: str | None, state: dict[str, Any], new: bool = False
     ) -> Channel:
@@ -828,7 +841,7 @@ class Hub:
         # Nobody is listening any more: the reply in flight is cancelled and stored as partial.
         await channel.close()
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 56 (id c61b)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 57 (id c61b)
     def _free_name(self, client: Client, room: str, name: str | None, id: str | None) -> str | None:
         # The name ``client`` gets in ``room``: the one it asks for (or an error), else its
         # current one; None (then a guest's name) if its current one is not allowed or taken.
@@ -862,7 +875,7 @@ class Hub:
             self.names[room, name.casefold()] = (holder, tabs - 1)
         return tabs == 1
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 57 (id take-name)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 58 (id take-name)
     async def _take_name(
         self, client: Client, room: str, name: str | None, id: str | None
     ) -> str | None:
@@ -892,7 +905,7 @@ class Hub:
         if self._release(room, name):  # no client of this process holds it any more
             await self.fanout.release(room, name, session)
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 58 (id c61d)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 59 (id c61d)
     async def _history(self, client: Client, channel: Channel, before: int | None = None) -> str:
         # The latest messages (before ``before``) that fit in one page of bytes, oldest first:
         # at most HISTORY_TURNS, and one more read tells whether earlier ones exist.
@@ -920,7 +933,7 @@ class Hub:
         # What ``text`` takes in a frame, JSON escapes included (a quote travels as 2 bytes).
         return len(json.dumps(text, ensure_ascii=False).encode()) - 2  # without the quotes
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 80 (id c62)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 81 (id c62)
     def _deliver(self, conversation: str, text: str) -> None:
         # A frame broadcast by another process: to this process's audience, if it has one.
         if (channel := self.channels.get(conversation)) is not None:
@@ -933,7 +946,7 @@ class Hub:
         return channel is not None and channel.stop()
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 59 (id c61p)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 60 (id c61p)
 def bound_write_buffer(connection: ServerConnection, limit: int) -> None:
     """Drop ``connection`` as soon as more than ``limit`` bytes wait to be sent on it.
 
@@ -967,7 +980,7 @@ def drop_if_unread(connection: ServerConnection, limit: int) -> None:
         transport.abort()  # a close frame would wait behind what it does not read
 
 
-# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 78 (id c46)
+# %% notebooks/05_protocol-and-bad-input.ipynb, code cell 79 (id c46)
 class Fanout:
     """Where a channel's frames go besides its audience in this process: nowhere, by default.
 
@@ -994,7 +1007,7 @@ class Fanout:
     def publish(self, conversation: str, text: str) -> None:
         """Send a frame to the other processes' audiences of ``conversation``; never waits."""
 
-    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 79 (id c47)
+    # %% notebooks/05_protocol-and-bad-input.ipynb, code cell 80 (id c47)
     async def members(self, conversation: str, here: int) -> int:
         """Return a room's head count, given its count in this process (``here``)."""
         return here
