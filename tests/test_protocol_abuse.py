@@ -145,6 +145,15 @@ async def test_names_that_hide_or_impersonate_are_refused(name: str, code: str) 
         assert ack["conversation"] == ws.session
 
 
+async def test_a_refused_name_names_the_character_as_it_was_typed() -> None:
+    # NFKC turns HANGUL FILLER (U+3164) into HANGUL JUNGSEONG FILLER (U+1160): the error named
+    # the second, a character nobody typed.
+    async with serve(port=0) as server, json_client(server.url) as ws:
+        await ws.send(ROOM | {"name": "Ada\u3164"})
+        error = await ws.expect_error("bad_name")
+        assert "got HANGUL FILLER (U+3164)." in error["message"]
+
+
 async def test_names_are_normalised() -> None:
     async with serve(port=0) as server, json_client(server.url) as ws:
         await ws.send(ROOM | {"name": "  \uff21\uff44\uff41   Lovelace "})  # fullwidth "Ada"

@@ -374,9 +374,11 @@ def clean_name(name: str, id: str | None = None) -> str:
             that shows nothing or turns text around; ``name_reserved`` for a name that the page
             or the server uses.
     """
-    name = " ".join(unicodedata.normalize("NFKC", name).split())
+    typed, name = name, " ".join(unicodedata.normalize("NFKC", name).split())
     for char in name:
         if unicodedata.category(char) in HIDDEN or char in BLANKS:
+            # Named as typed: NFKC turns some into others (HANGUL FILLER into JUNGSEONG FILLER).
+            char = next((c for c in typed if unicodedata.normalize("NFKC", c) == char), char)
             what = unicodedata.name(char, "a control character")
             raise ProtocolError(
                 "bad_name",
