@@ -48,7 +48,7 @@ logger = logging.getLogger("chatbot.server.hub")
 HISTORY_TURNS = 200  # turns a brain sees, and a client gets back on resume or join
 HISTORY_CHARS = 64_000  # and the most text those turns hold: some 16,000 tokens
 DROP_GRACE = 2.0  # seconds a client that stopped reading gets to take a close frame
-# Issue 14: limits in bytes. Read from Limits when it has these fields, else these defaults.
+# Limits in bytes: read from Limits when it has these fields, else these defaults.
 STORE_DOWN = "the server cannot reach its storage right now"  # every store_failed says it
 NOT_STORED = f"Your message was not stored: {STORE_DOWN}. Send it again in a moment."
 REPLY_NOT_STORED = f"The reply could not be stored: {STORE_DOWN}."
@@ -57,7 +57,7 @@ REPLY_NOT_STORED = f"The reply could not be stored: {STORE_DOWN}."
 def kept_turns(brain: Brain) -> int:
     """How many turns a conversation keeps in memory for ``brain``: what it reads (its
     ``history``), at most HISTORY_TURNS. The store keeps them all; 0 saves a thousand
-    connections 200 objects each, which the garbage collector would walk (issue 16)."""
+    connections 200 objects each, which the garbage collector would walk."""
     return HISTORY_TURNS if brain.history is None else min(brain.history, HISTORY_TURNS)
 
 
