@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from chatbot.brains import faq
 from chatbot.brains.assistant import (
     CLEAR_LEAD,
     NOT_SURE,
@@ -534,6 +537,44 @@ def test_focus_keeps_the_last_error_of_a_traceback() -> None:
         "RuntimeError: asyncio.run() cannot be called from a running event loop"
     )
     assert focus("what is a task") == "what is a task"
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                'File "x.py", line 3, in f',
+                "RuntimeError: no running event loop",
+                "asyncio.exceptions.CancelledError",
+                "x.KeyError:",
+                "aError not one",
+                "websockets.exceptions.ConnectionClosedOK: sent 1000 (OK)",
+                "SystemExit",
+                "    await ws.send(reply)",
+                "",
+                " ",
+                "\n",
+                "x" * 150,
+                "Traceback (most recent call last):",
+            ]
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(["\n", " ", ""]),
+)
+def test_focus_reads_the_last_lines_first_and_finds_what_the_whole_tail_would(
+    parts: list[str], separator: str
+) -> None:
+    # Before, focus searched its whole tail of 2,000 characters at once: the same error must come
+    # out, now that it reads the last lines first.
+    message = separator.join(parts)
+    expected = message
+    if any(marker in message for marker in faq._TRACEBACK):
+        tail = message[-2000:]
+        errors = list(faq._ERROR.finditer(tail))
+        expected = tail[errors[-1].start() :].strip() if errors else message
+    assert focus(message) == expected
 
 
 async def test_a_pasted_traceback_finds_its_entry(brain: AssistantBrain) -> None:

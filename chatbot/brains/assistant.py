@@ -317,11 +317,11 @@ class AssistantBrain(Brain):
         if topic is not None and kind is not None:
             return Answer(_more(topic, kind), "follow-up", topic.question)
         # "what happens if I go over it?", "what other limits are there?" after a topic are
-        # about that topic: of the field.
-        about = topic is not None and (
-            _follows_on(question) or _tells_of(question) or self._on_topic(question, topic)
+        # about that topic: of the field (asked only when no word says so: it costs more).
+        field = in_domain(question) or (
+            topic is not None
+            and (_follows_on(question) or _tells_of(question) or self._on_topic(question, topic))
         )
-        field = in_domain(question) or about
         small = topic is None and not field and word_set(question) <= _GENERIC  # "when is lunch"
         found = [] if small else self._search(question, topic, field)
         bot = not field and _has(question, _YOU) and not _asks(question)  # "you seem nice"
