@@ -804,7 +804,12 @@ class KnowledgeBase:
     def _held(self, index: int, found: frozenset[str]) -> int:
         """The most words of ``found`` that one phrasing of entry ``index`` has."""
         where = self._where[index]
-        masks = [where[word] for word in found if word in where]
+        # Each word's mask once, looked up from the smaller side (a long message has more words
+        # than any entry): the count does not depend on their order.
+        if len(found) <= len(where):
+            masks = [where[word] for word in found if word in where]
+        else:
+            masks = [mask for word, mask in where.items() if word in found]
         if len(masks) < 2:  # none, or one word: some phrasing has it
             return len(masks)
         if len(masks) == 2:  # most often two or three: do some phrasings share them?
@@ -902,7 +907,8 @@ class KnowledgeBase:
         words either has, each word weighed as a search weighs it (rare words count more).
         None if no line is. The caller bounds the message's length, as for :meth:`search`.
         """
-        asked = {word: self._weight(word) for word in word_set(message)}
+        weights, unknown = self._best, self._unknown  # each word weighed as self._weight does
+        asked = {word: weights.get(word, unknown) for word in word_set(message)}
         total = sum(asked.values())
         best, most = None, THEN_THRESHOLD
         for words, target in self._then.get(topic.question, []):
